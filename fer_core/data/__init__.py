@@ -1,1 +1,59 @@
+"""Datasets: the embedded SynthFER and the real FER benchmarks, behind one entry point.
 
+``build_splits(name, **kwargs) -> DataSplits`` is what the trainer calls (kwargs = the keys of
+``conf/data/<name>.yaml`` minus ``name``); ``prepare`` builds the cache entries and returns the data
+hash; ``list_datasets()`` names every registered dataset. See docs/data.md for the layouts.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from fer_core.data import affectnet, ferplus, folder, rafdb, sfew, synthfer_dataset  # noqa: F401 (registers)
+from fer_core.data._registry import DATASETS, LAYOUTS
+from fer_core.data.base import CLASS_NAMES, VOTE_COLUMNS, DataSplits, FERImageSet, class_names
+
+__all__ = [
+    "CLASS_NAMES",
+    "VOTE_COLUMNS",
+    "DataSplits",
+    "FERImageSet",
+    "LAYOUTS",
+    "build_splits",
+    "class_names",
+    "dataset_kwargs",
+    "list_datasets",
+    "prepare",
+]
+
+
+def list_datasets() -> list[str]:
+    """Registered dataset names (synthfer, rafdb, ferplus, affectnet, sfew, folder)."""
+    return DATASETS.names()
+
+
+def dataset_kwargs(name: str) -> dict[str, object]:
+    """The keyword arguments of dataset ``name`` and their defaults (the config group's keys)."""
+    sig = inspect.signature(DATASETS.get(name))
+    return {k: p.default for k, p in sig.parameters.items()}
+
+
+def build_splits(name: str, **kwargs) -> DataSplits:
+    """Build (or load from the cache) the train/val/test splits of dataset ``name``.
+
+    Unknown kwargs raise ValueError naming the key and the allowed ones; each builder validates
+    its values (ValueError naming the knob, the value and what is allowed).
+    """
+    fn = DATASETS.get(name)
+    allowed = dataset_kwargs(name)
+    bad = sorted(set(kwargs) - set(allowed))
+    if bad:
+        raise ValueError(
+            f"unknown data key(s) {', '.join(bad)} for dataset {name!r}; allowed: {', '.join(allowed)}"
+        )
+    return fn(**kwargs)
+
+
+def prepare(name: str, **kwargs) -> str:
+    """Build every cache entry of ``name`` once (before trials start) and return its data hash."""
+    return build_splits(name, **kwargs).data_hash

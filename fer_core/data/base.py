@@ -6,7 +6,8 @@ fixed size (the decoded-image cache) and served as a :class:`FERImageSet`.  A sa
     {"image": uint8 [C, H, W], "label": int (-1 = none/unknown), "index": int,
      "votes": float [10] (8 emotions + unknown + NF, FERPlus order; absent if the dataset has none),
      "true_label": int (SynthFER only, else absent), "box": float [4] x1, y1, x2, y2 in pixels of
-     the stored image (absent if unknown)}
+     the stored image (absent if unknown), "target": float [num_classes] (the soft label of a
+     FERPlus label mode; absent for hard-label datasets)}
 
 The whole-split tensors are also attributes (``labels``, ``votes``, ``true_labels``, ``boxes``),
 so methods that keep per-sample state (PLL candidate sets) read them by dataset index without
@@ -47,7 +48,8 @@ class FERImageSet(Dataset):
 
     Shapes: ``images`` [N, C, H, W] uint8; ``labels`` [N] long (-1 = no hard label);
     ``votes`` [N, 10] float or None; ``true_labels`` [N] long or None; ``boxes`` [N, 4] float or None;
-    ``landmarks`` [N, 68, 2] float or None.
+    ``landmarks`` [N, 68, 2] float or None; ``targets`` [N, num_classes] float or None (soft
+    labels, rows sum to 1; ``labels`` is their argmax).
     """
 
     images: torch.Tensor
@@ -60,12 +62,15 @@ class FERImageSet(Dataset):
     name: str = ""
     split: str = ""
     meta: dict = field(default_factory=dict)
+    targets: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.images.shape[0]
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise ValueError(f"images must be uint8 [N, C, H, W], got {self.images.dtype} {tuple(self.images.shape)}")
-        for attr in ("labels", "votes", "true_labels", "boxes", "landmarks"):
+            raise ValueError(
+                f"images must be uint8 [N, C, H, W], got {self.images.dtype} {tuple(self.images.shape)}"
+            )
+        for attr in ("labels", "votes", "true_labels", "boxes", "landmarks", "targets"):
             t = getattr(self, attr)
             if t is not None and t.shape[0] != n:
                 raise ValueError(f"{attr} has {t.shape[0]} rows but there are {n} images")
@@ -85,6 +90,8 @@ class FERImageSet(Dataset):
             sample["true_label"] = int(self.true_labels[i])
         if self.boxes is not None:
             sample["box"] = self.boxes[i]
+        if self.targets is not None:
+            sample["target"] = self.targets[i]
         return sample
 
     def subset(self, idx: torch.Tensor, split: str | None = None) -> FERImageSet:
@@ -105,6 +112,7 @@ class FERImageSet(Dataset):
             name=self.name,
             split=split or self.split,
             meta=dict(self.meta),
+            targets=take(self.targets),
         )
 
 

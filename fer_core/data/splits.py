@@ -1,0 +1,133 @@
+"""Seeded, stratified index utilities: validation carve-out, label fractions, k-fold, balancing.
+
+All functions take hard labels ``[N]`` (long; -1 = unlabelled, treated as its own stratum) and
+return index tensors, so they work on any :class:`~fer_core.data.base.FERImageSet`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.utils.data import WeightedRandomSampler
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
+def _strata(labels: torch.Tensor) -> list[torch.Tensor]:
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    return [torch.nonzero(labels == c).flatten() for c in torch.unique(labels).tolist()]
+
+
+def stratified_split(
+    labels: torch.Tensor, fraction: float, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split indices into (rest, carved) with ``fraction`` of every class carved out.
+
+    Used for ``data.val_fraction``: a class with n samples gives ``round(n * fraction)`` of them
+    (at least 1 when n >= 2, never all of them). Returns sorted index tensors.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1) for a carve-out, got {fraction!r}")
+    g = _gen(seed)
+    rest, carved = [], []
+    for idx in _strata(labels):
+        n = idx.numel()
+        k = min(max(round(n * fraction), 1 if n >= 2 else 0), n - 1)
+        perm = idx[torch.randperm(n, generator=g)]
+        carved.append(perm[:k])
+        rest.append(perm[k:])
+    return torch.cat(rest).sort().values, torch.cat(carved).sort().values
+
+
+def label_fraction_indices(
+    labels: torch.Tensor,
+    fraction: float | None = None,
+    per_class: int | None = None,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Indices of the labelled subset for semi-supervised runs (SSFER ``labels.fraction`` /
+    ``labels.per_class``), stratified and seeded; the rest is the unlabelled pool.
+
+    Give exactly one of ``fraction`` (in (0, 1], of every class, at least one sample per class)
+    or ``per_class`` (>= 1; a class with fewer samples gives all it has). Subsets are nested: for
+    the same seed a smaller fraction is a subset of a larger one.
+    """
+    if (fraction is None) == (per_class is None):
+        raise ValueError("give exactly one of labels.fraction or labels.per_class")
+    if fraction is not None and not 0.0 < fraction <= 1.0:
+        raise ValueError(f"labels.fraction must be in (0, 1], got {fraction!r}")
+    if per_class is not None and (not isinstance(per_class, int) or per_class < 1):
+        raise ValueError(f"labels.per_class must be an integer >= 1, got {per_class!r}")
+    g = _gen(seed)
+    out = []
+    for idx in _strata(labels):
+        n = idx.numel()
+        k = min(n, per_class) if per_class is not None else min(n, max(1, math.ceil(n * fraction)))
+        out.append(idx[torch.randperm(n, generator=g)][:k])
+    return torch.cat(out).sort().values
+
+
+def stratified_kfold(
+    labels: torch.Tensor, k: int, seed: int = 0
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``k`` (train_idx, test_idx) folds; every class is dealt round-robin over the folds.
+
+    The test folds partition ``range(N)``; fold sizes per class differ by at most one.
+    """
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    if not isinstance(k, int) or k < 2:
+        raise ValueError(f"k (folds) must be an integer >= 2, got {k!r}")
+    if k > labels.numel():
+        raise ValueError(f"k (folds) = {k} exceeds the number of samples {labels.numel()}")
+    g = _gen(seed)
+    fold_of = torch.empty(labels.numel(), dtype=torch.long)
+    offset = 0
+    for idx in _strata(labels):
+        perm = idx[torch.randperm(idx.numel(), generator=g)]
+        fold_of[perm] = (torch.arange(perm.numel()) + offset) % k
+        offset += perm.numel()  # spread the remainders of small classes over different folds
+    folds = []
+    for f in range(k):
+        test = torch.nonzero(fold_of == f).flatten()
+        train = torch.nonzero(fold_of != f).flatten()
+        folds.append((train, test))
+    return folds
+
+
+def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per-sample weights 1 / count(class) [N] (unlabelled samples get 0)."""
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    valid = labels >= 0
+    counts = torch.bincount(labels[valid], minlength=num_classes).float()
+    w = torch.zeros(labels.numel())
+    w[valid] = 1.0 / counts[labels[valid]]
+    return w
+
+
+def balanced_sampler(
+    labels: torch.Tensor, num_classes: int, num_samples: int | None = None, seed: int = 0
+) -> WeightedRandomSampler:
+    """A class-balanced sampler (oversampling rare classes, with replacement): each class is
+    drawn equally often in expectation. ``num_samples`` defaults to the number of samples."""
+    w = class_weights(labels, num_classes)
+    n = int(num_samples) if num_samples is not None else int(torch.as_tensor(labels).numel())
+    return WeightedRandomSampler(w.double(), n, replacement=True, generator=_gen(seed))
+
+
+def oversample_indices(labels: torch.Tensor, num_classes: int, seed: int = 0) -> torch.Tensor:
+    """Indices that repeat every class up to the size of the largest (deterministic oversampling)."""
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    g = _gen(seed)
+    groups = [torch.nonzero(labels == c).flatten() for c in range(num_classes)]
+    target = max(x.numel() for x in groups)
+    out = []
+    for idx in groups:
+        if idx.numel() == 0:
+            continue
+        reps = idx.repeat(target // idx.numel())
+        extra = idx[torch.randperm(idx.numel(), generator=g)[: target - reps.numel()]]
+        out.append(torch.cat([reps, extra]))
+    return torch.cat(out).sort().values
