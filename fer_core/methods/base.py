@@ -101,7 +101,8 @@ class StepContext:
     steps_per_epoch: int
     num_epochs: int
     device: torch.device
-    generator: torch.Generator | None = None  # seeded RNG for method-side randomness (masks, mixing)
+    # seeded RNG for method-side randomness (masks, mixing)
+    generator: torch.Generator | None = None
 
     @property
     def progress(self) -> float:

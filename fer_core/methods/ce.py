@@ -1,0 +1,85 @@
+"""Cross-entropy classification: the baseline of every paper (hard or soft labels).
+
+Knobs (``conf/method/ce.yaml``): ``label_smoothing`` (torch's), ``soft_labels`` (train against
+the dataset's soft targets, e.g. FERPlus label modes, or the normalised emotion votes; the
+"probability" label mode of FERPlus), ``class_balanced`` (inverse class-frequency weights,
+normalised to mean 1 over the classes present), ``dropout`` before the linear head.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from fer_core.methods.base import Method, StepContext, StepOutput, TrainContext, register_method
+from fer_core.models.heads import ClassifierHead
+
+
+@register_method("ce")
+class CrossEntropy(Method):
+    """Linear head on the pooled backbone feature, trained with (weighted, smoothed) CE."""
+
+    def __init__(
+        self,
+        backbone,
+        num_classes: int,
+        *,
+        label_smoothing: float = 0.0,
+        soft_labels: bool = False,
+        class_balanced: bool = False,
+        dropout: float = 0.0,
+        **kwargs,
+    ) -> None:
+        super().__init__(backbone, num_classes, **kwargs)
+        if not 0.0 <= float(label_smoothing) < 1.0:
+            raise ValueError(f"method.label_smoothing must be in [0, 1), got {label_smoothing!r}")
+        self.head = ClassifierHead(backbone.num_features, num_classes, dropout=float(dropout))
+        self.label_smoothing = float(label_smoothing)
+        self.soft_labels = bool(soft_labels)
+        self.class_balanced = bool(class_balanced)
+        self.register_buffer("class_weight", torch.ones(num_classes), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images [N, C, H, W] -> logits [N, num_classes]."""
+        return self.head(self.backbone.pooled(images))
+
+    def on_train_start(self, ctx: TrainContext) -> None:
+        if not self.class_balanced:
+            return
+        labels = ctx.train_set.labels
+        counts = torch.bincount(labels[labels >= 0], minlength=self.num_classes).float()
+        w = torch.where(counts > 0, 1.0 / counts.clamp(min=1), torch.zeros_like(counts))
+        self.class_weight = (w * (counts > 0).sum() / w.sum()).to(self.class_weight.device)
+
+    def _soft_target(self, batch: dict) -> torch.Tensor | None:
+        if "target" in batch:
+            return batch["target"].float()
+        if "votes" in batch:
+            v = batch["votes"][:, : self.num_classes].float()
+            s = v.sum(dim=1, keepdim=True)
+            return torch.where(
+                s > 0, v / s.clamp(min=1e-12), torch.full_like(v, 1 / self.num_classes)
+            )
+        return None
+
+    def training_step(self, batch: dict, ctx: StepContext) -> StepOutput:
+        logits = self(batch["image"])
+        weight = self.class_weight if self.class_balanced else None
+        target = self._soft_target(batch) if self.soft_labels else None
+        if target is not None:
+            if self.label_smoothing:
+                target = (
+                    target * (1 - self.label_smoothing) + self.label_smoothing / self.num_classes
+                )
+            logp = F.log_softmax(logits.float(), dim=1)
+            per = -(target * logp * (weight if weight is not None else 1.0)).sum(dim=1)
+            loss = per.mean()
+        else:
+            loss = F.cross_entropy(
+                logits.float(),
+                batch["label"],
+                weight=weight,
+                label_smoothing=self.label_smoothing,
+                ignore_index=-1,
+            )
+        return StepOutput(loss=loss, logs={"ce": loss.detach()}, logits=logits.detach())

@@ -1,0 +1,239 @@
+"""Backbones: timm models (``pretrained=False``) behind one small interface the methods use.
+
+``create_backbone(name, img_size=, in_chans=, pool=, checkpoint=, **timm_kwargs) -> Backbone``;
+``list_backbones()`` names every registered entry. A :class:`Backbone` exposes what the papers'
+methods need: patch tokens (MAE/MaskFeat/PLL decoders), the class token, a pooled feature
+(``pool: gap|token``, 000 Table IV) and multi-stage maps (003's cross-layer losses).
+
+Shapes: ``x`` [N, C, H, W] -> ``BackboneFeatures(patch [N, L, D], cls [N, D] | None,
+pooled [N, D], stages list[[N, C_j, H_j, W_j]] | None)``. A ResNet's last map [N, D, h, w]
+is flattened into ``patch`` tokens [N, h*w, D].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from timm.layers import resample_abs_pos_embed
+from timm.models.resnet import BasicBlock, Bottleneck, ResNet
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+
+from fer_core.registry import Registry
+
+BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")
+POOLS = ("gap", "token")
+
+
+@dataclass
+class BackboneFeatures:
+    """What ``Backbone.features`` returns (shapes in the module docstring)."""
+
+    patch: torch.Tensor
+    cls: torch.Tensor | None
+    pooled: torch.Tensor
+    stages: list[torch.Tensor] | None = None
+
+
+class Backbone(nn.Module):
+    """A timm ViT or ResNet with the feature views the methods need.
+
+    ``kind`` is ``"vit"`` or ``"resnet"``; ``num_features`` the width D; ``model`` the timm module
+    (its ``state_dict`` is the timm naming used for hand-offs between stages); ViTs also expose
+    ``patch_size`` and ``grid_size``; ``stage_indices`` are the blocks/stages ``features(x,
+    stages=True)`` returns (ViT: chosen blocks, default the last 4; ResNet: its 4 stages).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        kind: str,
+        pool: str = "gap",
+        stage_indices: list[int] | int | None = None,
+    ) -> None:
+        super().__init__()
+        if pool not in POOLS:
+            raise ValueError(f"model.pool must be one of {', '.join(POOLS)}, got {pool!r}")
+        self.model = model
+        self.kind = kind
+        self.pool = pool
+        self.num_features = int(model.num_features)
+        if kind == "vit":
+            if pool == "token" and not getattr(model, "cls_token", None) is not None:
+                raise ValueError("model.pool=token needs a ViT with a class token")
+            self.patch_size = int(model.patch_embed.patch_size[0])
+            self.grid_size = tuple(model.patch_embed.grid_size)
+            self.num_prefix_tokens = int(model.num_prefix_tokens)
+            depth = len(model.blocks)
+            self.stage_indices = stage_indices if stage_indices is not None else min(4, depth)
+        else:
+            self.patch_size = None
+            self.grid_size = None
+            self.num_prefix_tokens = 0
+            self.stage_indices = stage_indices if stage_indices is not None else 4
+
+    def features(self, x: torch.Tensor, stages: bool = False) -> BackboneFeatures:
+        """x [N, C, H, W] -> :class:`BackboneFeatures` (see the module docstring)."""
+        if self.kind == "vit":
+            if stages:
+                tokens, maps = self.model.forward_intermediates(x, indices=self.stage_indices)
+            else:
+                tokens, maps = self.model.forward_features(x), None
+            patch = tokens[:, self.num_prefix_tokens :]
+            cls = tokens[:, 0] if self.model.cls_token is not None else None
+            pooled = cls if self.pool == "token" else patch.mean(dim=1)
+            return BackboneFeatures(patch=patch, cls=cls, pooled=pooled, stages=maps)
+        if stages:
+            fmap, maps = self.model.forward_intermediates(x, indices=self.stage_indices)
+        else:
+            fmap, maps = self.model.forward_features(x), None
+        patch = fmap.flatten(2).transpose(1, 2)  # [N, h*w, D]
+        return BackboneFeatures(patch=patch, cls=None, pooled=patch.mean(dim=1), stages=maps)
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """x [N, C, H, W] -> pooled feature [N, D]."""
+        return self.features(x).pooled
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pooled(x)
+
+    # --- weights ------------------------------------------------------------------------------
+    def timm_state_dict(self) -> dict[str, torch.Tensor]:
+        """The timm module's weights (timm naming), detached copies."""
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def load_timm_state_dict(self, sd: dict[str, torch.Tensor]) -> None:
+        """Load timm-named weights; ViT position embeddings are interpolated to this grid.
+
+        Classifier heads in ``sd`` (``head.*``, ``fc.*``) are ignored; a different ViT patch size
+        or width raises ValueError.
+        """
+        sd = {k: v for k, v in sd.items() if not k.startswith(("head.", "fc."))}
+        own = self.model.state_dict()
+        if self.kind == "vit":
+            w = sd.get("patch_embed.proj.weight")
+            if w is not None and w.shape != own["patch_embed.proj.weight"].shape:
+                raise ValueError(
+                    f"checkpoint patch embedding {tuple(w.shape)} does not fit this ViT "
+                    f"{tuple(own['patch_embed.proj.weight'].shape)} (patch size / width / in_chans "
+                    "must match; choose the model that was pre-trained)"
+                )
+            pe = sd.get("pos_embed")
+            if pe is not None and pe.shape != own["pos_embed"].shape:
+                sd["pos_embed"] = resample_abs_pos_embed(
+                    pe,
+                    new_size=list(self.grid_size),
+                    num_prefix_tokens=self.num_prefix_tokens,
+                )
+        missing, unexpected = self.model.load_state_dict(sd, strict=False)
+        bad = [k for k in missing if not k.startswith(("head.", "fc."))]
+        if bad or unexpected:
+            raise ValueError(
+                f"checkpoint does not fit backbone: missing {bad[:5]}, unexpected {unexpected[:5]}"
+            )
+
+
+def load_checkpoint_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Backbone weights from a file: a timm state dict, or our checkpoints (``encoder``/``model``)."""
+    p = Path(path).expanduser().resolve()
+    if not p.is_file():
+        raise ValueError(f"model.checkpoint: no such file {str(p)!r}")
+    obj = torch.load(p, map_location="cpu", weights_only=True)
+    for key in ("encoder", "state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if any(k.startswith("backbone.model.") for k in obj):  # a whole Method's state dict
+        obj = {
+            k[len("backbone.model.") :]: v
+            for k, v in obj.items()
+            if k.startswith("backbone.model.")
+        }
+    return obj
+
+
+def create_backbone(
+    name: str,
+    *,
+    img_size: int,
+    in_chans: int,
+    pool: str = "gap",
+    checkpoint: str | Path | None = None,
+    **timm_kwargs: Any,
+) -> Backbone:
+    """Build registered backbone ``name``; ``timm_kwargs`` go to the timm constructor."""
+    bb = BACKBONES.create(
+        name, img_size=int(img_size), in_chans=int(in_chans), pool=pool, **timm_kwargs
+    )
+    if checkpoint:
+        bb.load_timm_state_dict(load_checkpoint_file(checkpoint))
+    return bb
+
+
+def list_backbones() -> list[str]:
+    return BACKBONES.names()
+
+
+# --- ViTs -------------------------------------------------------------------------------------
+def _vit(img_size: int, in_chans: int, pool: str, stage_indices=None, **kw: Any) -> Backbone:
+    model = VisionTransformer(
+        img_size=img_size,
+        in_chans=in_chans,
+        num_classes=0,
+        global_pool="token" if pool == "token" else "avg",
+        fc_norm=False,  # final norm on every token: patch tokens and the class token share it
+        **kw,
+    )
+    return Backbone(model, "vit", pool=pool, stage_indices=stage_indices)
+
+
+def _vit_entry(defaults: dict[str, Any]) -> Callable[..., Backbone]:
+    def build(*, img_size: int, in_chans: int, pool: str = "gap", **kw: Any) -> Backbone:
+        return _vit(img_size, in_chans, pool, **{**defaults, **kw})
+
+    return build
+
+
+BACKBONES.register("vit_tiny_cpu")(
+    _vit_entry(dict(patch_size=8, embed_dim=128, depth=4, num_heads=4, mlp_ratio=2.0))
+)
+BACKBONES.register("vit_small")(
+    _vit_entry(dict(patch_size=16, embed_dim=384, depth=12, num_heads=6, mlp_ratio=4.0))
+)
+BACKBONES.register("vit_base")(
+    _vit_entry(dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0))
+)
+
+
+# --- ResNets ----------------------------------------------------------------------------------
+def _resnet_entry(block: type, layers: list[int], **defaults: Any) -> Callable[..., Backbone]:
+    def build(
+        *, img_size: int, in_chans: int, pool: str = "gap", stage_indices=None, **kw: Any
+    ) -> Backbone:
+        del img_size  # fully convolutional
+        if pool != "gap":
+            raise ValueError(f"model.pool must be gap for a ResNet, got {pool!r}")
+        args = {**defaults, **kw}
+        if "channels" in args:
+            args["channels"] = tuple(args["channels"])
+        model = ResNet(
+            block=block,
+            layers=list(args.pop("layers", layers)),
+            in_chans=in_chans,
+            num_classes=0,
+            **args,
+        )
+        return Backbone(model, "resnet", pool=pool, stage_indices=stage_indices)
+
+    return build
+
+
+BACKBONES.register("resnet_tiny_cpu")(
+    _resnet_entry(BasicBlock, [1, 1, 1, 1], channels=(32, 64, 128, 256), stem_width=32)
+)
+BACKBONES.register("resnet18")(_resnet_entry(BasicBlock, [2, 2, 2, 2]))
+BACKBONES.register("resnet50")(_resnet_entry(Bottleneck, [3, 4, 6, 3]))

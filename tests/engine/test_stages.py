@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import pytest
+from conftest import TINY
+
+from fer_core.cache import cache_root
+from fer_core.engine import stages as stages_mod
+from fer_core.engine.build import compose, stage_configs
+from fer_core.engine.loop import run_stages
+from fer_core.methods import list_methods
+
+PRE = [
+    "stages.pretrain.method=mae", "stages.pretrain.trainer.epochs=1",
+    "stages.pretrain.method.decoder.depth=1", "stages.pretrain.method.decoder.dim=32",
+    "stages.pretrain.method.decoder.heads=2", "stages.finetune.method=ce",
+    "stages.finetune.trainer.epochs=1",
+]  # fmt: skip
+
+
+@pytest.mark.skipif("mae" not in list_methods(), reason="the MAE method is not registered yet")
+def test_pretrain_stage_is_cached_and_feeds_finetune(splits, tmp_path, monkeypatch):
+    runs = []
+    real = stages_mod.cached_stage
+
+    def counting(key, run):
+        def wrapped():
+            runs.append(key)
+            return run()
+
+        return real(key, wrapped)
+
+    monkeypatch.setattr("fer_core.engine.loop.cached_stage", counting)
+    seen = []
+    cb = lambda s, e, m, c: seen.append((s, e, sorted(m))) or True  # noqa: E731
+    a = run_stages(stage_configs(compose([*TINY, *PRE])), tmp_path / "a", cb, splits=splits)
+    assert [s for s, _, _ in seen] == ["pretrain", "finetune"]
+    assert "mim/loss" in seen[0][2] and "val/uar" in seen[1][2]
+    assert "test/uar" in a.metrics
+    # a fine-tuning knob changes: the pre-training stage comes from the cache
+    b = run_stages(stage_configs(compose([*TINY, *PRE, "stages.finetune.method.label_smoothing=0.1"])),
+                   tmp_path / "b", splits=splits)  # fmt: skip
+    assert len(runs) == 1 and "test/uar" in b.metrics
+    assert [h["stage"] for h in b.history] == ["pretrain", "finetune"]
+    assert (cache_root() / "stages" / runs[0] / "encoder.pt").is_file()
+
+
+def test_stage_key_ignores_bookkeeping():
+    ((_, st),) = stage_configs(compose(["trainer.epochs=1"]))
+    other = {**st, "trainer": {**st["trainer"], "run_dir": "/x", "progress": False}}
+    assert stages_mod.stage_key(st, "") == stages_mod.stage_key(other, "")
+    changed = {**st, "trainer": {**st["trainer"], "seed": 5}}
+    assert stages_mod.stage_key(st, "") != stages_mod.stage_key(changed, "")
