@@ -1,0 +1,103 @@
+"""Check that every knob path of a resolved study exists in the trainer config.
+
+Composes the trainer config (``fer_core.engine.build.compose``) once with the study's trainer
+overrides plus one representative value per searched knob, once more per conditional knob
+(its ``when`` values applied), once per value of a searched config-group choice
+(``model: {choice: [...]}``) and once per ablation row. A ``ConfigError`` names the bad key; it is
+reported at the study key where that knob came from (space, ablation row, base or profile).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fer_core.study.errors import Loc, StudyError, key_str, line_of
+from fer_core.study.loader import ResolvedStudy, to_overrides
+
+
+def compose_available() -> bool:
+    """True once the trainer core's ``fer_core.engine.build.compose`` exists."""
+    try:
+        from fer_core.engine import build
+    except ImportError:
+        return False
+    return hasattr(build, "compose")
+
+
+def _is_group_choice(path: str) -> bool:
+    parts = path.split(".")
+    return len(parts) == 1 or (len(parts) == 3 and parts[0] == "stages")
+
+
+def knob_scenarios(resolved: ResolvedStudy) -> list[tuple[Loc, dict[str, Any]]]:
+    """(where the settings come from, knob settings) to compose on top of the study's base."""
+    dists = resolved.distributions()
+    scenarios: list[tuple[Loc, dict[str, Any]]] = []
+    reps = {k: d.representative() for k, d in dists.items() if not d.when}
+    scenarios.append((("space",) if dists else ("base",), reps))
+    for knob, d in dists.items():
+        if d.when:
+            scenarios.append((("space", knob), {**reps, **d.when, knob: d.representative()}))
+        if _is_group_choice(knob) and d.is_categorical:
+            for v in (d.grid_values() or [])[1:]:
+                scenarios.append((("space", knob), {**reps, knob: v}))
+    for i, (name, settings) in enumerate(resolved.ablation_rows().items()):
+        scenarios.append((("ablation", "rows", i), {"__row__": name, **settings}))
+    return scenarios
+
+
+def _blame(message: str, settings: dict[str, Any], where: Loc, resolved: ResolvedStudy) -> Loc:
+    """The study key that holds the knob a ConfigError names (the first knob it mentions)."""
+    found: list[tuple[int, int, str]] = []
+    for knob in set(settings) | set(resolved.base):
+        m = re.search(rf"(?<![\w.]){re.escape(knob)}(?![\w])", message)
+        if m:
+            found.append((m.start(), -len(knob), knob))
+    if not found:
+        return where
+    knob = min(found)[2]
+    if knob in resolved.space:
+        return ("space", knob)
+    if knob in settings and where[0] == "ablation":
+        return (*where, "set", knob)
+    return ("base", knob)
+
+
+def _trainer_loc(knob: str, profile: str, lines: dict[Loc, int]) -> Loc:
+    """Where a trainer override was written: the profile, the base, else ``-o`` (command line)."""
+    parts = knob.split(".")
+    for prefix in (("profiles", profile), ("base",)):
+        for loc in ((*prefix, knob), (*prefix, *parts), (*prefix, parts[0], ".".join(parts[1:]))):
+            if loc in lines:
+                return loc
+    return ("-o", knob)
+
+
+def check_knob_paths(resolved: ResolvedStudy, lines: dict[Loc, int]) -> list[StudyError]:
+    """Compose each scenario; every ConfigError becomes a StudyError (none without compose)."""
+    if not compose_available():
+        return []
+    from fer_core.engine.build import compose
+
+    file = resolved.source_file or resolved.name
+    errors: list[StudyError] = []
+    seen: set[tuple[str, str]] = set()
+    for where, settings in knob_scenarios(resolved):
+        settings = {k: v for k, v in settings.items() if k != "__row__"}
+        merged = dict(resolved.base)
+        merged.update(settings)
+        try:
+            compose(to_overrides(merged))
+        except ValueError as exc:
+            loc = _blame(str(exc), settings, where, resolved)
+            if loc[:1] == ("base",):
+                loc = _trainer_loc(loc[1], resolved.profile, lines)
+            cmdline = loc[0] == "-o"
+            name = f"-o {loc[1]}" if cmdline else key_str(loc)
+            if (name, str(exc)) not in seen:
+                seen.add((name, str(exc)))
+                line = None if cmdline else line_of(lines, loc)
+                msg = f"{exc} (profile {resolved.profile})"
+                errors.append(StudyError(file, name, line, msg))
+    return errors
