@@ -1,0 +1,132 @@
+"""``fer-study run FILE``: run a study file as Ray Tune trials (or ``--dry-run`` it).
+
+Exit codes: 0 done, 1 bad input (the message says what to change), 130 interrupted (the message
+says how to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fer_core.tune.trainable import REAL_TRAIN_FN
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fer-study run",
+        description="Run a study: Ray Tune trials, Optuna storage (optuna-dashboard), trials.csv.",
+    )
+    p.add_argument("file", help="study YAML (studies/*.yaml)")
+    p.add_argument("--profile", default=None, help="profile of the study (default: synth)")
+    p.add_argument(
+        "-o",
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a study field (seeds, num_samples, resources.gpu, ...) or a trainer override",
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    mode.add_argument("--new", action="store_true", help="start a numbered sibling run directory")
+    p.add_argument("--dry-run", action="store_true", help="print the trials; run nothing")
+    p.add_argument(
+        "--storage", default=None, help="Optuna storage URL (default: sqlite in RUN_DIR)"
+    )
+    p.add_argument("--address", default=None, help="existing Ray cluster: auto | ray://host:port")
+    p.add_argument(
+        "--gpus-per-trial", type=float, default=None, help="GPUs per trial (fractions ok)"
+    )
+    p.add_argument(
+        "--cpu-only", action="store_true", help="train on CPU even if the study asks GPUs"
+    )
+    p.add_argument(
+        "--run-dir", default=None, help="run directory (default: runs/<study>-<profile>)"
+    )
+    # For tests and benchmarks: a train function 'module:function' instead of the trainer.
+    p.add_argument("--train-fn", default=REAL_TRAIN_FN, help=argparse.SUPPRESS)
+    p.add_argument("--progress-interval", type=float, default=10.0, help=argparse.SUPPRESS)
+    p.add_argument("--num-cpus", type=int, default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def load_spec(path: str, profile: str | None, overrides: list[str]):
+    """The study helper's ``load_study`` -> (ResolvedStudy, StudySpec)."""
+    from fer_core.study import load_study
+    from fer_core.tune.spec import spec_from_study
+
+    study = load_study(path, profile, overrides)
+    return study, spec_from_study(study)
+
+
+def dry_run(study) -> str:
+    from fer_core.study import format_plan, plan_trials
+
+    return format_plan(plan_trials(study))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from fer_core.tune.runner import (
+        NoGPUError,
+        StudyChangedError,
+        default_run_dir,
+        is_started,
+        new_run_dir,
+        run_study,
+    )
+
+    try:
+        study, spec = load_spec(args.file, args.profile, list(args.override))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"fer-study run: {exc}", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        print(dry_run(study))
+        return 0
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(spec)
+    if is_started(run_dir) and not args.resume:
+        if not args.new:
+            print(
+                f"fer-study run: {run_dir} already holds a run; add --resume to continue it or "
+                "--new to start a numbered sibling",
+                file=sys.stderr,
+            )
+            return 1
+        run_dir = new_run_dir(run_dir)
+    if args.resume and not is_started(run_dir):
+        print(
+            f"fer-study run: nothing to resume in {run_dir}; run without --resume", file=sys.stderr
+        )
+        return 1
+    ray_kwargs = {"num_cpus": args.num_cpus} if args.num_cpus else None
+    try:
+        result = run_study(
+            spec,
+            run_dir,
+            storage=args.storage,
+            address=args.address,
+            gpus_per_trial=args.gpus_per_trial,
+            cpu_only=args.cpu_only,
+            resume=args.resume,
+            train_fn=args.train_fn,
+            argv=["fer-study", "run", *(argv if argv is not None else sys.argv[1:])],
+            study_file=args.file,
+            ray_init_kwargs=ray_kwargs,
+            progress_interval=args.progress_interval,
+        )
+    except (StudyChangedError, NoGPUError, ValueError) as exc:
+        print(f"fer-study run: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        from fer_core.tune.runner import resume_hint
+
+        print(resume_hint(run_dir, args.file), file=sys.stderr)
+        return 130
+    return 130 if result.interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""``trials.csv``: one row per (configuration, seed), rewritten atomically after each change.
+
+Columns (INTERFACES.md): ``config_id, seed, tune_trial_id, optuna_trial, profile, dataset, row,
+status, error, wall_s, epochs, param.<path>..., final.<metric>..., best.<metric>...``, plus
+``trial_dir`` (the trainer run directory under ``trials/``, relative to the run directory).
+``final.*`` are last-epoch values, ``best.*`` the values at the best-validation epoch; ``test/*``
+come from the best-validation checkpoint and are written as ``best.test/*``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+BASE_COLUMNS = [
+    "config_id",
+    "seed",
+    "tune_trial_id",
+    "optuna_trial",
+    "profile",
+    "dataset",
+    "row",
+    "status",
+    "error",
+    "wall_s",
+    "epochs",
+]
+EXTRA_COLUMNS = ["trial_dir"]
+FINISHED = ("TERMINATED", "PRUNED", "ERROR")
+STATUSES = ("TERMINATED", "PRUNED", "ERROR", "RUNNING", "PENDING")
+RESULT_FILE = "result.json"  # written by the trainable in the trial directory when it finishes
+
+
+def trial_key(config_id: int, seed: int) -> str:
+    """Stable trial directory name (the same across ``--resume``, unlike Tune's trial ids)."""
+    return f"c{int(config_id):04d}-s{int(seed)}"
+
+
+def is_metric(key: str) -> bool:
+    return "/" in key and not key.startswith(("config/", "param/"))
+
+
+def summarise_history(history: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any]:
+    """``final.*`` (last epoch) and ``best.*`` (best epoch of ``metric``) from per-epoch results."""
+    out: dict[str, Any] = {}
+    if not history:
+        return out
+    last = history[-1]
+    for k, v in last.items():
+        if is_metric(k) and isinstance(v, (int, float)):
+            out[f"final.{k}"] = float(v)
+    scored = [
+        h
+        for h in history
+        if isinstance(h.get(metric), (int, float)) and not math.isnan(float(h[metric]))
+    ]
+    if scored:
+        pick = max if mode == "max" else min
+        best = pick(scored, key=lambda h: float(h[metric]))
+        for k, v in best.items():
+            if is_metric(k) and isinstance(v, (int, float)):
+                out[f"best.{k}"] = float(v)
+    return out
+
+
+class ResultBook:
+    """The rows of ``trials.csv`` keyed by ``(config_id, seed)``; every change rewrites the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.rows: dict[tuple[int, int], dict[str, Any]] = {}
+        if self.path.is_file():
+            with self.path.open(newline="", encoding="utf-8") as fh:
+                for row in csv.DictReader(fh):
+                    key = (int(row["config_id"]), int(row["seed"]))
+                    self.rows[key] = {k: v for k, v in row.items() if v not in ("", None)}
+
+    def get(self, config_id: int, seed: int) -> dict[str, Any] | None:
+        return self.rows.get((int(config_id), int(seed)))
+
+    def status(self, config_id: int, seed: int) -> str | None:
+        row = self.get(config_id, seed)
+        return row.get("status") if row else None
+
+    def is_finished(self, config_id: int, seed: int) -> bool:
+        return self.status(config_id, seed) in FINISHED
+
+    def update(self, config_id: int, seed: int, write: bool = True, **fields: Any) -> None:
+        row = self.rows.setdefault(
+            (int(config_id), int(seed)), {"config_id": int(config_id), "seed": int(seed)}
+        )
+        row.update({k: v for k, v in fields.items() if v is not None})
+        if write:
+            self.write()
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATUSES, 0)
+        for row in self.rows.values():
+            out[row.get("status", "PENDING")] = out.get(row.get("status", "PENDING"), 0) + 1
+        return out
+
+    def columns(self) -> list[str]:
+        keys: set[str] = set()
+        for row in self.rows.values():
+            keys.update(row)
+        params = sorted(k for k in keys if k.startswith("param."))
+        final = sorted(k for k in keys if k.startswith("final."))
+        best = sorted(k for k in keys if k.startswith("best."))
+        known = set(BASE_COLUMNS) | set(EXTRA_COLUMNS) | set(params) | set(final) | set(best)
+        other = sorted(keys - known)
+        return BASE_COLUMNS + params + final + best + EXTRA_COLUMNS + other
+
+    def write(self) -> None:
+        """Write to a temporary file in the same folder and rename it over ``trials.csv``."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        cols = self.columns()
+        fd, tmp = tempfile.mkstemp(prefix=".trials-", suffix=".csv", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+                w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+                w.writeheader()
+                for key in sorted(self.rows):
+                    w.writerow(self.rows[key])
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def read_trial_result(trial_dir: Path) -> dict[str, Any] | None:
+    """The trainable's ``result.json`` (metrics, history, wall_s) if the trial finished."""
+    path = Path(trial_dir) / RESULT_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True, default=str)
+    os.replace(tmp, path)

@@ -1,0 +1,318 @@
+"""Run a study: data prepared once, Ray Tune trials, the Optuna storage, ``trials.csv``.
+
+``run_study(spec, run_dir)`` writes the run directory of INTERFACES.md::
+
+    manifest.json  study.yaml  optuna.db  trials.csv  trials/<c####-s#>/  tune/attempt-<n>/
+
+Each start (first run or ``--resume``) is a fresh Tune experiment ``tune/attempt-<n>`` fed by the
+:class:`~fer_core.tune.searcher.SeedGroupSearcher`, whose only state is the Optuna storage plus
+``trials.csv`` (PITFALLS.md: ``Tuner.restore`` with Optuna storage crashes after a kill). Unfinished
+trials restart from the last checkpoint in their stable trial directory.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fer_core.tune.manifest import study_changes, write_manifest, write_study_yaml
+from fer_core.tune.progress import ProgressCallback, best_so_far
+from fer_core.tune.results import ResultBook
+from fer_core.tune.spec import StudySpec
+from fer_core.tune.storage import (
+    conditions,
+    default_storage_url,
+    num_configs,
+    open_study,
+    to_distributions,
+)
+from fer_core.tune.trainable import REAL_TRAIN_FN, TrainFn, make_trainable
+
+
+class StudyChangedError(ValueError):
+    """``--resume`` with a study file that differs from the one the run started with."""
+
+
+class NoGPUError(RuntimeError):
+    """The study asks for GPUs and the Ray cluster has none (``--cpu-only`` runs it on CPU)."""
+
+
+@dataclass
+class StudyResult:
+    run_dir: Path
+    counts: dict[str, int]
+    best: tuple[int, float] | None
+    wall_s: float
+    ray_init_s: float
+    interrupted: bool
+    reconcile: dict[str, int] = field(default_factory=dict)
+
+
+def resume_hint(run_dir: Path, study_file: str | None = None) -> str:
+    target = study_file or "<study file>"
+    return f"interrupted; continue with: fer-study run {target} --resume --run-dir {run_dir}"
+
+
+def prepare_data(spec: StudySpec) -> str | None:
+    """Build the data cache once per study (before any trial) and return the data hash."""
+    from omegaconf import OmegaConf
+
+    from fer_core.data import prepare
+    from fer_core.engine.build import compose
+
+    cfg = compose(list(spec.base_overrides))
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    name = data.pop("name")
+    try:  # keys the trainer's data group has but the dataset builder does not take
+        from fer_core.data import dataset_kwargs
+
+        allowed = set(dataset_kwargs(name))
+        data = {k: v for k, v in data.items() if k in allowed}
+    except ImportError:
+        pass
+    return prepare(name, **data)
+
+
+def _ray_init(address: str | None, ray_init_kwargs: dict[str, Any] | None) -> tuple[bool, float]:
+    import ray
+
+    if ray.is_initialized():
+        return False, 0.0
+    env = {
+        "FER_STUDY_CACHE": os.environ.get("FER_STUDY_CACHE", ""),
+        "RAY_CHDIR_TO_TRIAL_DIR": "0",
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+    }
+    env = {k: v for k, v in env.items() if v}
+    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": True}
+    if address:
+        kwargs["address"] = address
+    else:  # always a new local instance, never a stale /tmp/ray/ray_current_cluster
+        kwargs.update({"address": "local", "include_dashboard": False})
+    kwargs.update(ray_init_kwargs or {})
+    t0 = time.time()
+    ray.init(**kwargs)
+    return True, time.time() - t0
+
+
+def check_gpus(gpu: float) -> None:
+    import ray
+
+    have = ray.cluster_resources().get("GPU", 0)
+    if gpu > 0 and have <= 0:
+        raise NoGPUError(
+            f"resources.gpu: the study asks for {gpu} GPU per trial but the Ray cluster has no "
+            "GPU; run with --cpu-only (or --gpus-per-trial 0) to train on CPU"
+        )
+
+
+def default_concurrency(cpu: float, gpu: float) -> int:
+    """Trials that fit on the cluster at once (so searchers are not asked far ahead of results)."""
+    import ray
+
+    res = ray.cluster_resources()
+    fits = [res.get("CPU", 1) / cpu] if cpu > 0 else []
+    if gpu > 0:
+        fits.append(res.get("GPU", 0) / gpu)
+    return max(1, int(min(fits) + 1e-9)) if fits else 1
+
+
+def make_scheduler(spec: StudySpec):
+    """none | asha | median on the reported ``epoch`` (stable across restarts)."""
+    from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule
+
+    opts = {k: v for k, v in spec.scheduler.items() if k != "name"}
+    name = spec.scheduler.get("name", "none")
+    if name == "none":
+        return None
+    if name == "asha":
+        max_t = int(opts.pop("max_t", spec.epochs or 100))
+        return ASHAScheduler(time_attr="epoch", max_t=max_t, **opts)
+    if name == "median":
+        return MedianStoppingRule(time_attr="epoch", **opts)
+    raise ValueError(f"scheduler.name: {name!r} is not allowed; use none, asha or median")
+
+
+def _attempt(run_dir: Path) -> int:
+    tdir = run_dir / "tune"
+    return 1 + sum(1 for p in tdir.glob("attempt-*")) if tdir.is_dir() else 1
+
+
+def run_study(
+    spec: StudySpec,
+    run_dir: str | Path,
+    *,
+    storage: str | None = None,
+    address: str | None = None,
+    gpus_per_trial: float | None = None,
+    cpu_only: bool = False,
+    resume: bool = False,
+    train_fn: str | TrainFn = REAL_TRAIN_FN,
+    data: bool | None = None,
+    argv: list[str] | None = None,
+    study_file: str | None = None,
+    ray_init_kwargs: dict[str, Any] | None = None,
+    progress_interval: float = 10.0,
+    reuse_actors: bool = True,
+    report_checkpoints: bool = True,
+    hparams: bool | None = None,
+    log: Callable[[str], None] | None = None,
+) -> StudyResult:
+    """Run (or, with ``resume``, continue) ``spec`` into ``run_dir``; see the module docstring.
+
+    ``data``: prepare the data cache first (default: only for the real train function).
+    ``hparams``: write an extra TensorBoard HParams record per trial (off by default: the
+    trainer's logger already writes one into each trial's own event file).
+    """
+    log = log or (lambda msg: print(msg, flush=True))
+    run_dir = Path(run_dir).resolve()
+    t_start = time.time()
+    if resume:
+        changed = study_changes(run_dir, spec)
+        if changed:
+            raise StudyChangedError(
+                f"{run_dir}: the study changed since this run started, so --resume is refused:\n  "
+                + "\n  ".join(changed)
+                + "\nrun it with --new for a fresh run directory, or restore the study file"
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    gpu = 0.0 if cpu_only else float(gpus_per_trial if gpus_per_trial is not None else spec.gpu)
+    storage_url = storage or default_storage_url(run_dir)
+    write_study_yaml(run_dir, spec)
+
+    data_hash = None
+    if data if data is not None else train_fn == REAL_TRAIN_FN:
+        t0 = time.time()
+        data_hash = prepare_data(spec)
+        log(f"data ready ({spec.dataset}, hash {data_hash}) in {time.time() - t0:.1f}s")
+    write_manifest(
+        run_dir,
+        spec,
+        storage_url,
+        data_hash,
+        argv,
+        {"resources": {"cpu": spec.cpu, "gpu": gpu}, "address": address},
+    )
+
+    # Tune snapshots its state at every checkpoint when num_to_keep is set; that is wanted here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    import ray
+    from ray import tune
+
+    from fer_core.tune.searcher import SeedGroupSearcher
+
+    # The Optuna storage and trials.csv are reconciled before Ray starts: a finished study
+    # resumed has nothing left and returns without starting Ray.
+    dists = to_distributions(spec)
+    study = open_study(spec, storage_url, dists)
+    book = ResultBook(run_dir / "trials.csv")
+    searcher = SeedGroupSearcher(
+        study,
+        dists,
+        conditions(spec),
+        spec.seeds,
+        num_configs(spec, dists),
+        spec.metric,
+        spec.mode,
+        book,
+        run_dir,
+        meta={"profile": spec.profile, "dataset": spec.dataset},
+    )
+    total = searcher.n_configs * len(spec.seeds)
+    if not searcher.queue and searcher.asked >= searcher.n_configs:
+        book.write()
+        log(f"study {spec.study_name}: all {total} trials are finished; nothing to run")
+        return StudyResult(
+            run_dir,
+            book.counts(),
+            best_so_far(book, spec.metric, spec.mode),
+            time.time() - t_start,
+            0.0,
+            False,
+        )
+    started, ray_init_s = _ray_init(address, ray_init_kwargs)
+    try:
+        check_gpus(gpu)
+        log(
+            f"study {spec.study_name}: {searcher.n_configs} configurations x {len(spec.seeds)} "
+            f"seeds, storage {storage_url}" + (f", ray.init {ray_init_s:.1f}s" if started else "")
+        )
+        trainable = make_trainable(
+            train_fn,
+            run_dir,
+            spec.base_overrides,
+            spec.metric,
+            spec.ablation_rows,
+            report_checkpoints=report_checkpoints,
+            hparams=bool(hparams),
+        )
+        progress = ProgressCallback(book, spec.metric, spec.mode, total, progress_interval)
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": spec.cpu, "gpu": gpu}),
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                scheduler=make_scheduler(spec),
+                metric=spec.metric,
+                mode=spec.mode,
+                num_samples=-1,
+                max_concurrent_trials=spec.max_concurrent or default_concurrency(spec.cpu, gpu),
+                reuse_actors=reuse_actors,
+            ),
+            run_config=tune.RunConfig(
+                name=f"attempt-{_attempt(run_dir)}",
+                storage_path=str(run_dir / "tune"),
+                failure_config=tune.FailureConfig(max_failures=spec.max_retries),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                callbacks=[progress],
+                verbose=0,
+            ),
+        )
+        interrupted = False
+        try:
+            tuner.fit()
+        except KeyboardInterrupt:
+            interrupted = True
+        unfinished = searcher.queue or searcher.live or searcher.asked < searcher.n_configs
+        interrupted = interrupted or bool(unfinished)
+        book.write()
+        best = best_so_far(book, spec.metric, spec.mode)
+        result = StudyResult(
+            run_dir, book.counts(), best, time.time() - t_start, ray_init_s, interrupted
+        )
+        if interrupted:
+            log(resume_hint(run_dir, study_file))
+        else:
+            c = result.counts
+            log(
+                f"done: {c['TERMINATED']} terminated, {c['PRUNED']} pruned, {c['ERROR']} errored "
+                f"in {result.wall_s:.1f}s; results in {run_dir / 'trials.csv'}"
+            )
+        return result
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def new_run_dir(base: Path) -> Path:
+    """The first free numbered sibling ``<base>-2``, ``<base>-3``, ... (``--new``)."""
+    n = 2
+    while Path(f"{base}-{n}").exists():
+        n += 1
+    return Path(f"{base}-{n}")
+
+
+def default_run_dir(spec: StudySpec, root: Path | None = None) -> Path:
+    return Path(root or Path.cwd() / "runs") / spec.study_name
+
+
+def is_started(run_dir: Path) -> bool:
+    return any((Path(run_dir) / f).exists() for f in ("trials.csv", "study.yaml", "optuna.db"))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use: fer-study run FILE")
