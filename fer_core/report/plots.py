@@ -1,0 +1,214 @@
+"""Sensitivity plots like 000 Fig. 6, 001 Figs. 6-7, 002 Fig. 5 and 003 Fig. 8 (PNG + SVG).
+
+Metric (percent for fraction metrics) against the swept knob, log axis when the knob's space entry
+is log-scaled (``loguniform`` or ``log: true``), mean ± std over seeds as error bars, one line per
+dataset/profile, the paper's values dashed beside ours (or its stated optimum as a vertical
+marker with its note), our best value annotated. Uses matplotlib's object API on the Agg canvas
+(no pyplot global state), so reports can be built in worker threads.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib
+
+# Agg (files only) unless the caller already chose a backend for pyplot (e.g. a notebook).
+if "matplotlib.pyplot" not in sys.modules:
+    matplotlib.use("Agg")
+import pandas as pd  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from fer_core.report.collect import RunData, get_knob, same_value  # noqa: E402
+from fer_core.report.design import optimum_of, sensitivity_x, space_entry  # noqa: E402
+from fer_core.report.tables import best_key, higher_is_better, scale  # noqa: E402
+
+
+@dataclass
+class Plot:
+    """A rendered figure: ``png`` / ``svg`` bytes, a file stem and a caption."""
+
+    name: str
+    caption: str
+    png: bytes
+    svg: bytes
+
+
+def render(fig: Figure, name: str, caption: str) -> Plot:
+    """Render ``fig`` to PNG (100 dpi) and SVG bytes."""
+    if fig.canvas is None or not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    png, svg = io.BytesIO(), io.BytesIO()
+    with matplotlib.rc_context({"svg.hashsalt": "fer-study"}):  # reproducible SVG ids, no date
+        fig.savefig(png, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+        fig.savefig(svg, format="svg", bbox_inches="tight", metadata={"Date": None})
+    return Plot(name, caption, png.getvalue(), svg.getvalue())
+
+
+def is_log_scaled(study: dict, x: str, values: Sequence[Any]) -> bool:
+    """True when ``report.log_x`` is set or the space entry of ``x`` is log-scaled
+    (``loguniform``, or an ``int`` range with ``log: true``).
+
+    Without a usable space entry (e.g. an unresolved reference), positive values spanning at least
+    two decades are drawn on a log axis.
+    """
+    if get_knob(study, "report.log_x") is True:
+        return True
+    entry = space_entry(study, x)
+    if entry:
+        return "loguniform" in entry or entry.get("log") is True
+    nums = [_num(v) for v in values]
+    if nums and all(n is not None and n > 0 for n in nums):
+        return max(nums) / min(nums) >= 100
+    return False
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, (bool, dict, list)) or v is None:
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def sensitivity_plot(runs: Sequence[RunData], cells: pd.DataFrame) -> Plot | None:
+    """One subplot per metric; error-bar line per run; paper's values / optimum; best annotated."""
+    if cells.empty:
+        return None
+    study = runs[0].study
+    x = sensitivity_x(study) or "x"
+    metrics = list(dict.fromkeys(cells["metric"]))
+    keys: list[Any] = []
+    for k in cells["key"]:
+        if not any(same_value(k, e) for e in keys):
+            keys.append(k)
+    numeric = all(_num(k) is not None for k in keys)
+    log = numeric and is_log_scaled(study, x, keys)
+
+    def pos(k: Any) -> float:
+        if numeric:
+            return float(k)
+        return float(next(i for i, e in enumerate(keys) if same_value(k, e)))
+
+    fig = Figure(figsize=(5.2 * len(metrics), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    ref = study.get("reference") or {}
+    for ax, metric in zip(axes, metrics):
+        f = scale(metric)
+        colors: dict[str, str] = {}  # dataset -> colour of our line, reused for the paper's
+        series = list(dict.fromkeys(cells["run"]))
+        overall = best_key_overall(cells[cells["metric"] == metric], metric, study)
+        for run_label in series:
+            grp = cells[(cells["run"] == run_label) & (cells["metric"] == metric)]
+            have = grp[grp["n"] > 0]
+            xs = [pos(k) for k in have["key"]]
+            order = sorted(range(len(xs)), key=xs.__getitem__)
+            xs = [xs[i] for i in order]
+            ys = [have["mean"].iloc[i] * f for i in order]
+            es = [
+                0.0 if math.isnan(have["std"].iloc[i]) else have["std"].iloc[i] * f for i in order
+            ]
+            line = ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=f"ours: {run_label}")
+            colors.setdefault(str(grp["dataset"].iloc[0]), line[0].get_color())
+            best = best_key(grp, metric, study)
+            if len(series) > 3 and overall != (run_label, best):
+                best = None  # many lines: annotate only the overall best
+            if best is not None:
+                b = have[[same_value(k, best) for k in have["key"]]].iloc[0]
+                ax.annotate(
+                    f"best {b['mean'] * f:.2f}",
+                    (pos(best), b["mean"] * f),
+                    textcoords="offset points",
+                    xytext=(0, 8),
+                    ha="center",
+                    fontsize=8,
+                    color=line[0].get_color(),
+                )
+        if not ref.get("metric") or ref["metric"] == metric:
+            _paper_lines(ax, study, x, keys, numeric, pos, colors)
+        if log:
+            ax.set_xscale("log")
+        if not numeric:
+            ax.set_xticks(range(len(keys)), [str(k) for k in keys])
+        elif keys and len(keys) <= 8:  # a grid: tick exactly its values
+            ax.set_xticks([float(k) for k in keys], [f"{float(k):g}" for k in keys])
+            ax.minorticks_off()
+        ax.set_xlabel(x)
+        ax.set_ylabel(metric + (" (%)" if f == 100.0 else ""))
+        ax.margins(y=0.15)  # room for the "best" annotation
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    title = f"{study.get('name', 'study')}: {x}"
+    if study.get("paper"):
+        title += f" (cf. {study['paper']})"
+    fig.suptitle(title, fontsize=10)
+    caption = f"Sensitivity of {', '.join(metrics)} to {x}: mean ± std over seeds."
+    return render(fig, "sensitivity", caption)
+
+
+def best_key_overall(cells: pd.DataFrame, metric: str, study: dict) -> tuple[str, Any] | None:
+    """``(series, key)`` of the best cell mean across all series of one metric."""
+    have = cells[cells["n"] > 0]
+    if have.empty:
+        return None
+    idx = have["mean"].idxmax() if higher_is_better(metric, study) else have["mean"].idxmin()
+    return have.loc[idx, "run"], have.loc[idx, "key"]
+
+
+def _paper_lines(
+    ax, study: dict, x: str, keys: list[Any], numeric: bool, pos, colors: dict
+) -> None:
+    """The paper's curves (percent as printed, dashed, in the colour of our line on the same
+    dataset; a single number per dataset as a horizontal line), and its stated optimum as a
+    vertical marker with its note."""
+    ref = study.get("reference") or {}
+    source = f" ({ref['source']})" if ref.get("source") else ""
+    for dataset, values in (ref.get("values") or {}).items():
+        if _num(values) is not None:
+            ax.axhline(
+                float(values),
+                linestyle="--",
+                alpha=0.7,
+                color=colors.get(str(dataset)),
+                label=f"paper: {dataset}{source}",
+            )
+            continue
+        pts = []
+        for k, v in (values if isinstance(values, dict) else {}).items():
+            if v is None:
+                continue
+            if numeric and _num(k) is not None:
+                pts.append((float(k), float(v)))
+            elif not numeric and any(same_value(k, e) for e in keys):
+                pts.append((pos(k), float(v)))
+        if pts:
+            pts.sort()
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                linestyle="--",
+                marker="s",
+                alpha=0.7,
+                color=colors.get(str(dataset)),
+                label=f"paper: {dataset}{source}",
+            )
+    opt = optimum_of(study, x)
+    if opt is not None:
+        value, note = opt
+        where = _num(value) if numeric else None
+        if not numeric:
+            where = next((i for i, e in enumerate(keys) if same_value(value, e)), None)
+        if where is not None:
+            ax.axvline(
+                where,
+                color="grey",
+                linestyle=":",
+                label=f"paper's optimum {value}" + (f": {note}" if note else ""),
+            )

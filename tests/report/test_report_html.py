@@ -1,0 +1,119 @@
+"""The self-contained index.html, opened in headless Chromium (Debian's ``chromium``).
+
+Skips with a reason when Chromium is missing, except under CI=true, where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from html.parser import HTMLParser
+
+import pytest
+from report_fixtures import SENS_STUDY, sensitivity_rows
+
+from fer_core.report import assemble, build_report, load_runs
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+]
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name) or (
+            f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None
+        )
+        if path:
+            return path
+    if os.environ.get("CI") == "true":
+        pytest.fail("headless Chromium is required under CI=true (apt-get install -y chromium)")
+    pytest.skip(
+        "Chromium not installed (apt-get install -y chromium); HTML not opened in a browser"
+    )
+
+
+def _run_chromium(exe: str, args: list[str]) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory(prefix="fer-study-chromium-") as profile:
+        return subprocess.run(
+            [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+
+class _DomCounter(HTMLParser):
+    """Counts ``<tr>`` per table id and collects ``<img src>``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, int] = {}
+        self.imgs: list[str] = []
+        self._table: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table":
+            self._table = a.get("data-table")
+            self.rows[self._table] = 0
+        elif tag == "tr" and self._table:
+            self.rows[self._table] += 1
+        elif tag == "img":
+            self.imgs.append(a.get("src", ""))
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._table = None
+
+
+def test_html_is_self_contained(tmp_path, make_run):
+    run = make_run(tmp_path / "runs", SENS_STUDY, "synth", "synthfer", sensitivity_rows())
+    out = build_report([run], formats="html", out_dir=tmp_path / "rep")
+    page = (out / "index.html").read_text()
+    assert "<script" not in page and "http://" not in page and "https://" not in page
+    assert page.count("<img") == 1 and "data:image/png;base64," in page
+    assert "tensorboard --logdir" in page and "fer-study dashboard" in page
+    assert "method.uniform.tau" in page and "Resolved base config" in page
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_html_in_headless_chromium(tmp_path, make_run):
+    exe = _chromium()
+    a = make_run(tmp_path / "runs", SENS_STUDY, "synth", "synthfer", sensitivity_rows())
+    b = make_run(tmp_path / "runs", SENS_STUDY, "paper", "rafdb", sensitivity_rows(0.1))
+    report = assemble(load_runs([a, b]))
+    out = build_report([a, b], formats="html", out_dir=tmp_path / "rep")
+    url = (out / "index.html").resolve().as_uri()
+
+    shot = tmp_path / "shot.png"
+    res = _run_chromium(exe, [f"--screenshot={shot}", "--window-size=1280,1600", url])
+    assert shot.is_file(), res.stderr[-2000:]
+    from PIL import Image
+
+    img = Image.open(shot).convert("L")
+    lo, hi = img.getextrema()
+    assert hi - lo > 100, "screenshot is blank"
+    assert len(img.getcolors(maxcolors=1 << 16) or range(1 << 16)) > 20
+
+    dom = _run_chromium(exe, ["--dump-dom", url]).stdout
+    assert "</html>" in dom
+    counter = _DomCounter()
+    counter.feed(dom)
+    for table in report.tables:
+        rows = counter.rows.get(table.name)
+        assert rows == len(table.df) + 1, (table.name, counter.rows)  # + the header row
+        for cell in table.df.iloc[:, 0]:
+            assert str(cell) in dom
+    assert len(counter.imgs) == len(report.plots) == 1
+    assert all(src.startswith("data:image/png;base64,") for src in counter.imgs)
