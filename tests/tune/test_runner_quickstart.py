@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,27 +16,10 @@ REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "studies" / "quickstart.yaml"
 
 
-def _needs_real_pieces(trainer: bool = True) -> None:
-    mods = ("fer_core.study", "fer_core.engine.loop", "fer_core.engine.build")
-    for mod in mods if trainer else mods[:1]:
-        try:
-            found = importlib.util.find_spec(mod) is not None
-        except ImportError:
-            found = False
-        if not found:
-            pytest.skip(f"{mod} is not there yet")
-    import fer_core.study as study
-
-    if not hasattr(study, "load_study"):
-        pytest.skip("fer_core.study.load_study is not there yet")
-    if not QUICKSTART.is_file():
-        pytest.skip("studies/quickstart.yaml is not there yet")
-
-
-def _cli(*args: str, timeout: int = 400) -> subprocess.CompletedProcess:
+def _cli(*args: str, timeout: int = 400, command: str = "run") -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     return subprocess.run(
-        [sys.executable, "-m", "fer_core.cli", "run", *args],
+        [sys.executable, "-m", "fer_core.cli", command, *args],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -48,7 +30,6 @@ def _cli(*args: str, timeout: int = 400) -> subprocess.CompletedProcess:
 
 
 def test_dry_run_prints_the_plan():
-    _needs_real_pieces(trainer=False)
     out = _cli(str(QUICKSTART), "--dry-run", timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "8 trials" in out.stdout and "sched.lr" in out.stdout
@@ -56,7 +37,6 @@ def test_dry_run_prints_the_plan():
 
 @pytest.mark.slow
 def test_quickstart_end_to_end(tmp_path):
-    _needs_real_pieces()
     run_dir = tmp_path / "qs"
     small = ["-o", "seeds=[0]", "-o", "trainer.epochs=1", "--num-cpus", "2"]
     small += ["-o", "data.n_train=600", "-o", "data.n_val=150", "-o", "data.n_test=150"]
@@ -83,3 +63,16 @@ def test_quickstart_end_to_end(tmp_path):
     assert len(
         optuna.load_study(study_name=manifest["optuna_study"], storage=manifest["storage"]).trials
     ) == len(study.trials)
+    # ... and the study's report comes out of it: the sensitivity table over sched.lr, with
+    # mean +- std over the run's seeds, in every format
+    rep = _cli(str(run_dir), "--out", str(tmp_path / "rep"), command="report", timeout=300)
+    assert rep.returncode == 0, rep.stdout[-3000:] + rep.stderr[-3000:]
+    rep_dir = tmp_path / "rep"
+    for name in ("report.md", "index.html", "tables/sensitivity.tex", "tables/sensitivity.csv"):
+        assert (rep_dir / name).is_file(), name
+    assert list((rep_dir / "plots").glob("sensitivity.*"))
+    md = (rep_dir / "report.md").read_text()
+    assert "quickstart" in md and "sched.lr" in md
+    # one seed here: each (lr, warm-up) cell shows that trial's value, in percent
+    for r in rows:
+        assert f"{100 * float(r['best.test/acc']):.2f}" in md, r
