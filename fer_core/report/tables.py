@@ -114,18 +114,31 @@ def ablation_table(runs: Sequence[RunData], cells: pd.DataFrame) -> Table:
     rows = ablation_rows(study)
     settings = dict(rows)
     keys = list(dict.fromkeys([str(k) for k in cells["key"]])) if not cells.empty else []
+    ref_values = paper_values(study, "ablation")
+    # rows the paper prints that this study cannot run (e.g. 001 Table VII's MoCo): listed last,
+    # with the paper's numbers and "not available" in our columns
+    paper_only = [
+        str(k)
+        for values in ref_values.values()
+        for k in values
+        if not any(same_value(k, x) for x in keys)
+    ]
+    paper_only = list(dict.fromkeys(paper_only))
+    keys = keys + paper_only
     components: dict = get_knob(study, "report.components") or {}
     base = baseline_row(study)
     data: dict[str, list[str]] = {"Row": keys}
     bold: dict[str, list[bool]] = {"Row": [False] * len(keys)}
     for title, path in components.items():
-        data[title] = [_check(_setting(settings.get(k, {}), study, path)) for k in keys]
+        data[title] = [
+            "" if k in paper_only else _check(_setting(settings.get(k, {}), study, path))
+            for k in keys
+        ]
         bold[title] = [False] * len(keys)
     runs_seen = list(dict.fromkeys(cells["run"])) if not cells.empty else []
     metrics = list(dict.fromkeys(cells["metric"])) if not cells.empty else []
     any_mwu = not cells.empty and cells["p_mwu"].notna().any()
     ref = study.get("reference") or {}
-    ref_values = paper_values(study, "ablation")
     used_ref: set[str] = set()
     for run_label in runs_seen:
         for metric in metrics:
@@ -134,7 +147,9 @@ def ablation_table(runs: Sequence[RunData], cells: pd.DataFrame) -> Table:
             title = _col_title(run_label, metric, len(runs_seen) > 1, len(metrics) > 1)
             recs = [by_key.get(k) for k in keys]
             data[title] = [
-                _value_text(r, None if k == base else r["delta"]) if r else "n/a"
+                _value_text(r, None if k == base else r["delta"])
+                if r
+                else ("not available" if k in paper_only else "n/a")
                 for k, r in zip(keys, recs)
             ]
             bold[title] = [bool(r and r["significant"]) for r in recs]
@@ -169,6 +184,11 @@ def ablation_table(runs: Sequence[RunData], cells: pd.DataFrame) -> Table:
         notes.append(
             f"paper: {ref.get('source') or 'the paper'} ({ref.get('metric') or 'same metric'}), "
             "percent as printed, with its own difference to the baseline row."
+        )
+    if paper_only:
+        notes.append(
+            f"not available: {', '.join(paper_only)} (rows the paper reports that this study "
+            "does not run)."
         )
     if ref.get("note"):
         notes.append(f"paper note: {ref['note']}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 
 import numpy as np
@@ -69,6 +70,21 @@ def test_ablation_display_markdown(tmp_path, make_run):
     assert lines[2].endswith("| 90.35 ↓ 1.70 |")
     assert lines[4].startswith("| full | ✓ | ✓ | 88.10 ± 0.26 | – |")
     assert "Holm" in md and "Welch" in md
+
+
+def test_paper_only_rows_are_listed_as_not_available(tmp_path, make_run):
+    # 001 Table VII prints MoCo and SimMIM rows that fer-study cannot run: they appear last, with
+    # the paper's numbers (and its difference to the baseline) and "not available" in ours
+    study = copy.deepcopy(ABLATION_STUDY)
+    study["reference"]["values"]["rafdb"] = {"MoCo": 88.59, **study["reference"]["values"]["rafdb"]}
+    table = next(
+        t for t in _ablation(tmp_path, make_run, study=study).tables if t.name == "ablation"
+    )
+    assert list(table.df["Row"]) == ["vanilla", "decoder", "full", "MoCo"]
+    moco = table.df.iloc[3]
+    assert moco["Decoder"] == "" and moco["test/acc"] == "not available"
+    assert moco["paper rafdb"] == "88.59 ↓ 3.46"  # 88.59 - 92.05 (the paper's full row)
+    assert any("not available: MoCo" in n for n in table.notes)
 
 
 def test_ablation_latex_is_balanced_booktabs(tmp_path, make_run):
