@@ -26,22 +26,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from fer_core.trials_csv import BASE_COLUMNS, STATUSES  # noqa: F401 (STATUSES: assemble.py)
+
 #: Trial states (INTERFACES.md); only TERMINATED trials enter the statistics.
 DONE = "TERMINATED"
-STATUSES = ("TERMINATED", "PRUNED", "ERROR", "RUNNING", "PENDING")
-BASE_COLUMNS = (
-    "config_id",
-    "seed",
-    "tune_trial_id",
-    "optuna_trial",
-    "profile",
-    "dataset",
-    "row",
-    "status",
-    "error",
-    "wall_s",
-    "epochs",
-)
 
 
 def get_knob(mapping: Any, path: str, default: Any = None) -> Any:

@@ -17,22 +17,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-BASE_COLUMNS = [
-    "config_id",
-    "seed",
-    "tune_trial_id",
-    "optuna_trial",
-    "profile",
-    "dataset",
-    "row",
-    "status",
-    "error",
-    "wall_s",
-    "epochs",
-]
+from fer_core.trials_csv import BASE_COLUMNS as BASE_COLUMNS_CSV
+from fer_core.trials_csv import STATUSES
+
+BASE_COLUMNS = list(BASE_COLUMNS_CSV)
 EXTRA_COLUMNS = ["trial_dir"]
 FINISHED = ("TERMINATED", "PRUNED", "ERROR")
-STATUSES = ("TERMINATED", "PRUNED", "ERROR", "RUNNING", "PENDING")
 RESULT_FILE = "result.json"  # written by the trainable in the trial directory when it finishes
 
 
