@@ -34,6 +34,12 @@ def vit_of(backbone: nn.Module) -> VisionTransformer:
         )
     if getattr(vit, "dynamic_img_size", False):
         raise ValueError("masked-image pre-training does not support dynamic_img_size ViTs")
+    if not isinstance(vit.patch_embed.proj, nn.Conv2d):
+        raise ValueError(
+            "masked-image pre-training needs a plain patch embedding (model.stem=patch, e.g. "
+            "model=vit_tiny_cpu): a convolutional stem (model.stem=conv) lets every token see "
+            "its masked neighbours"
+        )
     return vit
 
 
