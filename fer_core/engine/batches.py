@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import torch
 
 from fer_core.data.base import FERImageSet
-from fer_core.data.transforms import BatchAugment, normalize
+from fer_core.data.transforms import BatchAugment, normalize, resolve_policy
 from fer_core.methods.base import MethodNeeds
 
 
@@ -34,6 +34,8 @@ class BatchMaker:
         self.ds = train
         self.needs = needs
         self.device = device
+        aug = {**aug, "policy": resolve_policy(aug.get("policy", "auto"), train.name)}
+        self.policy = aug["policy"]
         self.aug = BatchAugment(**aug)
         self.channels_last = channels_last
         self.unlabelled = unlabelled if unlabelled is not None else train

@@ -55,3 +55,18 @@ def test_metrics_uar_is_macro_recall():
     assert m["val/acc"] == pytest.approx(4 / 5)
     assert m["val/uar"] == pytest.approx((1 + 0.5 + 1) / 3)
     assert cm.sum() == 5 and cm[1, 0] == 1
+
+
+def test_auto_policy_is_none_on_synthfer_and_weak_on_real_data():
+    from fer_core.data.transforms import resolve_policy
+
+    assert resolve_policy("auto", "synthfer") == "none"
+    assert resolve_policy("auto", "rafdb") == resolve_policy("auto", "ferplus") == "weak"
+    assert resolve_policy("strong", "synthfer") == "strong"  # an explicit policy is kept
+    synth = random_set(8, 1, size=24)
+    synth.name = "synthfer"
+    maker = BatchMaker(synth, MethodNeeds(), {"policy": "auto"}, torch.device("cpu"))
+    assert maker.policy == "none"
+    real = random_set(8, 1, size=24)
+    real.name = "rafdb"
+    assert BatchMaker(real, MethodNeeds(), {"policy": "auto"}, torch.device("cpu")).policy == "weak"
