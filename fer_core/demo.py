@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fer_core.tune.results import is_started
+
 STUDY = "pll_threshold"
 PROFILE = "synth"
 
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.reports) / STUDY
 
     run_args = ["run", str(study_file), "--profile", PROFILE, "--run-dir", str(run_dir)]
-    if any((run_dir / f).exists() for f in ("trials.csv", "study.yaml", "optuna.db")):
+    if is_started(run_dir):
         run_args.append("--resume")  # keep finished trials; run only what is missing
     for ov in args.overrides:
         run_args += ["-o", ov]

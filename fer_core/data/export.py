@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from fer_core.data.affectnet import AFFECTNET_TO_CANONICAL
+from fer_core.data.affectnet import COLUMNS as AFFECTNET_COLUMNS
 from fer_core.data.base import CLASS_NAMES, DataSplits, FERImageSet
 from fer_core.data.ferplus import HEADER, SPLIT_DIRS
 from fer_core.data.rafdb import CANONICAL_TO_RAF
@@ -170,19 +171,7 @@ def _affectnet(splits: DataSplits, out: Path) -> dict:
     report = {}
     for split, ds in _train_test(splits).items():
         fname = "training.csv" if split == "train" else "validation.csv"
-        rows = [
-            [
-                "subDirectory_filePath",
-                "face_x",
-                "face_y",
-                "face_width",
-                "face_height",
-                "facial_landmarks",
-                "expression",
-                "valence",
-                "arousal",
-            ]
-        ]
+        rows = [list(AFFECTNET_COLUMNS)]
         for i in range(len(ds)):
             c = int(ds.labels[i])
             sub = f"{1 + i // 500}/{split}_{i:06d}.jpg"

@@ -69,11 +69,11 @@ def dry_run(study) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from fer_core.tune.results import is_started
     from fer_core.tune.runner import (
         NoGPUError,
         StudyChangedError,
         default_run_dir,
-        is_started,
         new_run_dir,
         run_study,
     )

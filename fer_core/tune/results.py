@@ -26,6 +26,11 @@ FINISHED = ("TERMINATED", "PRUNED", "ERROR")
 RESULT_FILE = "result.json"  # written by the trainable in the trial directory when it finishes
 
 
+def is_started(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` already holds a study run (then ``fer-study run`` needs ``--resume``)."""
+    return any((Path(run_dir) / f).exists() for f in ("trials.csv", "study.yaml", "optuna.db"))
+
+
 def trial_key(config_id: int, seed: int) -> str:
     """Stable trial directory name (the same across ``--resume``, unlike Tune's trial ids)."""
     return f"c{int(config_id):04d}-s{int(seed)}"

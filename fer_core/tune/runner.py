@@ -310,9 +310,5 @@ def default_run_dir(spec: StudySpec, root: Path | None = None) -> Path:
     return Path(root or Path.cwd() / "runs") / spec.study_name
 
 
-def is_started(run_dir: Path) -> bool:
-    return any((Path(run_dir) / f).exists() for f in ("trials.csv", "study.yaml", "optuna.db"))
-
-
 if __name__ == "__main__":  # pragma: no cover
     sys.exit("use: fer-study run FILE")
