@@ -8,6 +8,16 @@ methods need: patch tokens (MAE/MaskFeat/PLL decoders), the class token, a poole
 Shapes: ``x`` [N, C, H, W] -> ``BackboneFeatures(patch [N, L, D], cls [N, D] | None,
 pooled [N, D], stages list[[N, C_j, H_j, W_j]] | None)``. A ResNet's last map [N, D, h, w]
 is flattened into ``patch`` tokens [N, h*w, D].
+
+Defaults live in one place, the model's config group ``fer_core/conf/model/<name>.yaml`` (what
+every run uses): a registered entry reads that file (:func:`group_defaults`) for every key other
+than name/pool/checkpoint/img_size/stage_indices, so ``create_backbone("vit_tiny_cpu", img_size=48,
+in_chans=1)`` builds the model a run with ``model=vit_tiny_cpu`` builds. The entries write no
+architecture value of their own except what the YAML does not name: a ResNet's block type, layers
+and widths. This is the one, deliberate exception to "only engine/build.py reads configs": the
+entry reads its own group's defaults file, never a run's config (``engine/build.py`` composes
+that and passes the chosen group's keys as ``**timm_kwargs``, which win over the file's).
+``tests/test_defaults.py`` checks that the two paths build the same model.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from timm.layers import PatchEmbed, resample_abs_pos_embed
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from timm.models.vision_transformer import VisionTransformer
@@ -27,6 +38,9 @@ from fer_core.registry import Registry
 
 BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")
 POOLS = ("gap", "token")
+MODEL_CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "model"
+# keys of a model group that create_backbone / build.build_backbone take themselves
+NOT_ARCHITECTURE = ("name", "pool", "checkpoint", "img_size", "stage_indices")
 
 
 @dataclass
@@ -178,6 +192,16 @@ def list_backbones() -> list[str]:
     return BACKBONES.names()
 
 
+def group_defaults(name: str) -> dict[str, Any]:
+    """Backbone ``name``'s architecture defaults: ``conf/model/<name>.yaml`` (read as a run reads
+    it, with OmegaConf) less the keys in ``NOT_ARCHITECTURE``."""
+    path = MODEL_CONF_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"backbone {name!r} has no config group {str(path)!r} for its defaults")
+    cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    return {k: v for k, v in cfg.items() if k not in NOT_ARCHITECTURE}
+
+
 # --- ViTs -------------------------------------------------------------------------------------
 STEMS = ("patch", "conv")
 
@@ -220,7 +244,7 @@ class ConvStemPatchEmbed(PatchEmbed):
 
 
 def _vit(
-    img_size: int, in_chans: int, pool: str, stage_indices=None, stem: str = "patch", **kw: Any
+    img_size: int, in_chans: int, pool: str, stage_indices=None, *, stem: str, **kw: Any
 ) -> Backbone:
     if stem not in STEMS:
         raise ValueError(f"model.stem must be one of {', '.join(STEMS)}, got {stem!r}")
@@ -237,36 +261,33 @@ def _vit(
     return Backbone(model, "vit", pool=pool, stage_indices=stage_indices)
 
 
-def _vit_entry(defaults: dict[str, Any]) -> Callable[..., Backbone]:
+def _vit_entry(name: str) -> Callable[..., Backbone]:
     def build(*, img_size: int, in_chans: int, pool: str = "gap", **kw: Any) -> Backbone:
-        return _vit(img_size, in_chans, pool, **{**defaults, **kw})
+        return _vit(img_size, in_chans, pool, **{**group_defaults(name), **kw})
 
     return build
 
 
-BACKBONES.register("vit_tiny_cpu")(
-    _vit_entry(dict(patch_size=8, embed_dim=128, depth=4, num_heads=4, mlp_ratio=2.0))
-)
-BACKBONES.register("vit_hybrid_cpu")(
-    _vit_entry(dict(patch_size=8, embed_dim=96, depth=4, num_heads=3, mlp_ratio=2.0, stem="conv"))
-)
-BACKBONES.register("vit_small")(
-    _vit_entry(dict(patch_size=16, embed_dim=384, depth=12, num_heads=6, mlp_ratio=4.0))
-)
-BACKBONES.register("vit_base")(
-    _vit_entry(dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0))
-)
+# patch_size, embed_dim, depth, num_heads, mlp_ratio, stem, drop_path_rate: conf/model/<name>.yaml
+BACKBONES.register("vit_tiny_cpu")(_vit_entry("vit_tiny_cpu"))
+BACKBONES.register("vit_hybrid_cpu")(_vit_entry("vit_hybrid_cpu"))
+BACKBONES.register("vit_small")(_vit_entry("vit_small"))
+BACKBONES.register("vit_base")(_vit_entry("vit_base"))
 
 
 # --- ResNets ----------------------------------------------------------------------------------
-def _resnet_entry(block: type, layers: list[int], **defaults: Any) -> Callable[..., Backbone]:
+def _resnet_entry(
+    name: str, block: type, layers: list[int], **structure: Any
+) -> Callable[..., Backbone]:
+    """``structure``: what the group YAML does not name (widths, stem); the YAML's keys win."""
+
     def build(
         *, img_size: int, in_chans: int, pool: str = "gap", stage_indices=None, **kw: Any
     ) -> Backbone:
         del img_size  # fully convolutional
         if pool != "gap":
             raise ValueError(f"model.pool must be gap for a ResNet, got {pool!r}")
-        args = {**defaults, **kw}
+        args = {**structure, **group_defaults(name), **kw}
         if "channels" in args:
             args["channels"] = tuple(args["channels"])
         model = ResNet(
@@ -282,7 +303,9 @@ def _resnet_entry(block: type, layers: list[int], **defaults: Any) -> Callable[.
 
 
 BACKBONES.register("resnet_tiny_cpu")(
-    _resnet_entry(BasicBlock, [1, 1, 1, 1], channels=(32, 64, 128, 256), stem_width=32)
+    _resnet_entry(
+        "resnet_tiny_cpu", BasicBlock, [1, 1, 1, 1], channels=(32, 64, 128, 256), stem_width=32
+    )
 )
-BACKBONES.register("resnet18")(_resnet_entry(BasicBlock, [2, 2, 2, 2]))
-BACKBONES.register("resnet50")(_resnet_entry(Bottleneck, [3, 4, 6, 3]))
+BACKBONES.register("resnet18")(_resnet_entry("resnet18", BasicBlock, [2, 2, 2, 2]))
+BACKBONES.register("resnet50")(_resnet_entry("resnet50", Bottleneck, [3, 4, 6, 3]))
