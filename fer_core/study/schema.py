@@ -10,7 +10,7 @@ Field summary (INTERFACES.md, issue 6)::
     name, description, paper, metric (a val/ metric), mode (max | min)
     base: trainer overrides            profiles: {synth: {...}, paper: {...}, ...}
     space: {knob path: distribution}   ablation: {baseline, rows | factors + design}
-    algorithm: {name: grid|random|tpe|cmaes|gp|gwo, options...}, num_samples
+    algorithm: {name: a searcher (fer_core.tune.searchers), options...}, num_samples
     scheduler: {name: none|asha|median, options...}
     seeds, failure: {max_retries}, resources: {cpu, gpu, max_concurrent}
     reference: the paper's numbers     report: {kind, x, metrics, components, rows}
@@ -22,7 +22,6 @@ Distributions: ``{grid: [...]}``, ``{choice: [...]}``, ``{uniform: [lo, hi]}``,
 
 from __future__ import annotations
 
-import inspect
 import re
 from typing import Any, Literal
 
@@ -43,7 +42,6 @@ __all__ = [
     "check_knob_path",
 ]
 
-ALGORITHMS = ("grid", "random", "tpe", "cmaes", "gp", "gwo")
 SCHEDULERS = ("none", "asha", "median")
 REPORT_KINDS = ("sensitivity", "ablation", "search")
 REQUIRED_PROFILES = ("synth", "paper")
@@ -79,9 +77,6 @@ PROFILE_STUDY_FIELDS = (
     "metric",
     "mode",
 )
-# Options each algorithm takes besides ``name`` (the GWO sampler lives under fer_core/tune/;
-# the study layer may not import it, so its options are listed here).
-_GWO_OPTIONS = ("seed", "population_size", "n_generations", "use_pruned")
 _SCHEDULER_OPTIONS = {
     "none": (),
     "asha": ("grace_period", "reduction_factor", "max_t", "brackets"),
@@ -90,20 +85,11 @@ _SCHEDULER_OPTIONS = {
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-def _sampler_options(name: str) -> tuple[str, ...]:
-    if name == "gwo":
-        return _GWO_OPTIONS
-    if name == "grid":
-        return ("seed",)
-    import optuna
+def _searchers() -> Any:
+    """The searcher registry (Optuna only, no Ray), imported when a study is validated."""
+    from fer_core.tune import searchers
 
-    cls = {
-        "random": optuna.samplers.RandomSampler,
-        "tpe": optuna.samplers.TPESampler,
-        "cmaes": optuna.samplers.CmaEsSampler,
-        "gp": optuna.samplers.GPSampler,
-    }[name]
-    return tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
+    return searchers
 
 
 def _check_options(section: str, name: str, options: dict[str, Any], allowed: tuple) -> None:
@@ -123,16 +109,23 @@ class Algorithm(BaseModel):
     """The search algorithm and its options (passed to the Optuna sampler by the runner)."""
 
     model_config = ConfigDict(extra="allow")
-    name: Literal["grid", "random", "tpe", "cmaes", "gp", "gwo"] = "grid"
+    name: str = "grid"
 
     @model_validator(mode="before")
     @classmethod
     def _short(cls, data: Any) -> Any:
         return {"name": data} if isinstance(data, str) else data
 
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        _searchers().SEARCHERS.get(v)  # "unknown searcher 'x'; allowed: ... Did you mean ...?"
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> Algorithm:
-        _check_options("algorithm", self.name, self.options, _sampler_options(self.name))
+        options = _searchers().searcher_options(self.name)
+        _check_options("algorithm", self.name, self.options, options)
         seed = self.options.get("seed")
         if seed is not None and not isinstance(seed, int):
             raise ValueError(f"algorithm.seed: {seed!r} is not allowed; use an integer")

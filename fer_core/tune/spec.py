@@ -15,8 +15,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-ALGORITHMS = ("grid", "random", "tpe", "cmaes", "gp", "gwo")
-SCHEDULERS = ("none", "asha", "median")
+from fer_core.study.overrides import flatten, to_overrides
+from fer_core.study.schema import SCHEDULERS
+from fer_core.tune.searchers import list_searchers
+
+__all__ = ["SCHEDULERS", "StudySpec", "spec_from_study", "to_overrides"]
 
 
 @dataclass
@@ -52,8 +55,10 @@ class StudySpec:
         if self.mode not in ("max", "min"):
             raise ValueError(f"mode: {self.mode!r} is not allowed; use 'max' or 'min'")
         algo = self.algorithm.get("name", "grid")
-        if algo not in ALGORITHMS:
-            raise ValueError(f"algorithm.name: {algo!r} is not allowed; use one of {ALGORITHMS}")
+        if algo not in list_searchers():
+            raise ValueError(
+                f"algorithm.name: {algo!r} is not allowed; use one of {', '.join(list_searchers())}"
+            )
         sched = self.scheduler.get("name", "none")
         if sched not in SCHEDULERS:
             raise ValueError(f"scheduler.name: {sched!r} is not allowed; use one of {SCHEDULERS}")
@@ -101,38 +106,6 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
-    else:
-        out[prefix] = value
-
-
-def _override_value(value: Any) -> str:
-    """A Hydra override value: lists/bools/None in YAML-ish form, strings as given."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_override_value(v) for v in value) + "]"
-    return str(value)
-
-
-def to_overrides(settings: dict[str, Any]) -> list[str]:
-    """``{"method": {"a": 1}, "trainer.epochs": 3}`` -> ``["method.a=1", "trainer.epochs=3"]``.
-
-    Group choices (``method: pll``) stay ``method=pll``; they are put first so that Hydra
-    selects the group before its keys are set.
-    """
-    flat: dict[str, Any] = {}
-    _flatten("", settings or {}, flat)
-    groups = [k for k in flat if "." not in k]
-    keys = [k for k in flat if "." in k]
-    return [f"{k}={_override_value(flat[k])}" for k in groups + keys]
-
-
 def spec_from_study(study: Any) -> StudySpec:
     """Build a :class:`StudySpec` from the study helper's ``ResolvedStudy`` (or a plain dict).
 
@@ -148,13 +121,12 @@ def spec_from_study(study: Any) -> StudySpec:
     if callable(overrides):
         overrides = overrides()
     if overrides is None:
-        merged: dict[str, Any] = {}
-        _flatten("", _plain(_get(study, "base")) or {}, merged)
+        merged = flatten(_plain(_get(study, "base")) or {})
         prof = _get(study, "profile_overrides")
         if prof is None:
             profiles = _plain(_get(study, "profiles")) or {}
             prof = profiles.get(profile, {}) if isinstance(profiles, dict) else {}
-        _flatten("", _plain(prof) or {}, merged)
+        merged.update(flatten(_plain(prof) or {}))
         overrides = to_overrides(merged)
     overrides = [str(o) for o in overrides]
     space = _plain(_get(study, "space")) or {}

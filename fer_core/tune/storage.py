@@ -7,7 +7,6 @@ checkpoint goes stale when a driver is killed). Default storage: ``sqlite:///<ru
 
 from __future__ import annotations
 
-import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from fer_core.tune.searchers import create_searcher, runner_args
 from fer_core.tune.spec import StudySpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -111,50 +111,26 @@ def num_configs(spec: StudySpec, dists: dict[str, BaseDistribution]) -> int:
     return spec.num_samples
 
 
-def all_grid_points(dists: dict[str, BaseDistribution]) -> list[dict[str, Any]]:
-    space = grid_space(dists)
-    keys = list(space)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*(space[k] for k in keys))]
-
-
 # ---------------------------------------------------------------- samplers
-
-
-class StudyGridSampler(optuna.samplers.GridSampler):
-    """Optuna's GridSampler without ``study.stop()`` at the end of the grid.
-
-    The runner asks exactly the grid's size of configurations itself; ``stop()`` outside
-    ``optimize`` raises in ask/tell use.
-    """
-
-    def after_trial(self, study, trial, state, values) -> None:  # noqa: ARG002
-        return None
 
 
 def make_sampler(
     spec: StudySpec, dists: dict[str, BaseDistribution]
 ) -> optuna.samplers.BaseSampler:
-    """grid -> GridSampler (so grids appear in optuna-dashboard too), random, tpe, cmaes, gp, gwo."""
-    opts = {k: v for k, v in spec.algorithm.items() if k != "name"}
-    seed = opts.pop("seed", 0)
-    name = spec.algorithm_name
-    if name == "grid":
-        return StudyGridSampler(grid_space(dists), seed=seed)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, **opts)
-    if name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, **opts)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, **opts)
-    if name == "gwo":
-        from fer_core.tune.searchers.gwo import GWOSampler
+    """The study's searcher from the registry (``fer_core.tune.searchers``), seed 0 by default.
 
-        return GWOSampler(seed=seed, **{"n_trials": spec.num_samples, **opts})
-    raise ValueError(
-        f"algorithm.name: {name!r} is not allowed; use grid, random, tpe, cmaes, gp, gwo"
-    )
+    The runner supplies what a searcher takes besides the study's options: the grid's values
+    (so grids appear in optuna-dashboard too) and ``n_trials`` = ``num_samples`` (GWO's budget).
+    """
+    opts = {k: v for k, v in spec.algorithm.items() if k != "name"}
+    opts.setdefault("seed", 0)
+    name = spec.algorithm_name
+    needs = runner_args(name)
+    if "search_space" in needs:
+        opts["search_space"] = grid_space(dists)
+    if "n_trials" in needs:
+        opts.setdefault("n_trials", spec.num_samples)
+    return create_searcher(name, **opts)
 
 
 def open_study(

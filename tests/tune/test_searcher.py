@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+from pydantic import ValidationError
 
+from fer_core.study.schema import Algorithm
 from fer_core.tune.results import ResultBook, trial_key
 from fer_core.tune.searcher import SeedGroupSearcher
+from fer_core.tune.searchers import SEARCHERS, list_searchers, searcher_options
 from fer_core.tune.spec import StudySpec
 from fer_core.tune.storage import (
     conditions,
@@ -123,11 +127,12 @@ def test_reconcile_tells_a_group_whose_seeds_all_finished(tmp_path):
     assert s2.study.trials[0].value == pytest.approx(0.9)
 
 
-@pytest.mark.parametrize("algo", ["random", "tpe", "cmaes", "gp", "gwo"])
+@pytest.mark.parametrize("algo", list_searchers())
 def test_every_sampler_runs_a_small_search(tmp_path, algo):
-    if algo == "gwo":
-        pytest.importorskip("fer_core.tune.searchers.gwo")
-    space = {"synthetic.x1": {"uniform": [0.0, 1.0]}, "synthetic.x2": {"uniform": [0.0, 1.0]}}
+    if algo == "grid":  # 2 x 3 values
+        space = {"synthetic.x1": {"grid": [0.0, 0.5]}, "synthetic.x2": {"grid": [0.2, 0.5, 0.8]}}
+    else:
+        space = {"synthetic.x1": {"uniform": [0.0, 1.0]}, "synthetic.x2": {"uniform": [0.0, 1.0]}}
     spec = StudySpec(name=algo, space=space, algorithm={"name": algo, "seed": 1}, num_samples=6)
     s = _searcher(tmp_path, spec)
     n = 0
@@ -137,6 +142,25 @@ def test_every_sampler_runs_a_small_search(tmp_path, algo):
         n += 1
     assert n == 6
     assert all(t.state == TrialState.COMPLETE for t in s.study.trials)
+
+
+@pytest.mark.parametrize("algo", list_searchers())
+def test_study_schema_spec_and_runner_share_the_registry(algo):
+    """Every registered searcher is a valid ``algorithm.name`` for the schema and the runner."""
+    assert Algorithm.model_validate({"name": algo, "seed": 3}).name == algo
+    spec = StudySpec(name="x", space=SPACE, algorithm={"name": algo, "seed": 3}, num_samples=2)
+    sampler = make_sampler(spec, to_distributions(spec))
+    assert isinstance(sampler, optuna.samplers.BaseSampler)
+    assert set(searcher_options(algo)) <= set(inspect.signature(SEARCHERS.get(algo)).parameters)
+
+
+def test_unknown_searcher_names_the_value_and_the_choices():
+    with pytest.raises(
+        ValidationError, match="'tpee'.*allowed: cmaes, gp, grid.*Did you mean 'tpe'"
+    ):
+        Algorithm.model_validate({"name": "tpee"})
+    with pytest.raises(ValueError, match="algorithm.name: 'tpee' is not allowed; use one of cmaes"):
+        StudySpec(name="x", algorithm={"name": "tpee"})
 
 
 def test_conditional_parameters_and_ablation_rows(tmp_path):
