@@ -150,8 +150,3 @@ def ferplus_label_mode(
     keep = dist.argmax(dim=1) < num_classes
     emo = dist[keep, :num_classes]
     return keep, emo / emo.sum(dim=1, keepdim=True)
-
-
-def targets_to_labels(targets: torch.Tensor) -> torch.Tensor:
-    """Hard labels [N] from target distributions [N, C] (first maximum)."""
-    return targets.argmax(dim=1)

@@ -41,11 +41,6 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return (images.float() / 255.0 - MEAN) / STD
 
 
-def denormalize(x: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`normalize` to [0, 1] (for logging images)."""
-    return (x * STD + MEAN).clamp(0, 1)
-
-
 def random_crop_flip(
     images: torch.Tensor,
     generator: torch.Generator,

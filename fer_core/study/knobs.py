@@ -16,15 +16,6 @@ from fer_core.study.errors import Loc, StudyError, key_str, line_of
 from fer_core.study.loader import ResolvedStudy, to_overrides
 
 
-def compose_available() -> bool:
-    """True once the trainer core's ``fer_core.engine.build.compose`` exists."""
-    try:
-        from fer_core.engine import build
-    except ImportError:
-        return False
-    return hasattr(build, "compose")
-
-
 def _is_group_choice(path: str) -> bool:
     parts = path.split(".")
     return len(parts) == 1 or (len(parts) == 3 and parts[0] == "stages")
@@ -75,9 +66,7 @@ def _trainer_loc(knob: str, profile: str, lines: dict[Loc, int]) -> Loc:
 
 
 def check_knob_paths(resolved: ResolvedStudy, lines: dict[Loc, int]) -> list[StudyError]:
-    """Compose each scenario; every ConfigError becomes a StudyError (none without compose)."""
-    if not compose_available():
-        return []
+    """Compose each scenario; every ConfigError becomes a StudyError."""
     from fer_core.engine.build import compose
 
     file = resolved.source_file or resolved.name

@@ -6,7 +6,6 @@ Each fixture states what it expects in its leading comments::
     # expect-key: <key path of one error>
     # expect-line: <line of that error>
     # expect-count: <exact number of errors>
-    # needs: compose                               (knob paths need the trainer config)
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from fer_core.study import StudyValidationError, load_study, validate_files
-from fer_core.study.knobs import compose_available
 
 BROKEN = sorted((Path(__file__).parent / "broken").glob("*.yaml"))
 
@@ -48,8 +46,6 @@ def test_every_required_case_has_a_fixture():
 def test_broken_fixture_fails_as_expected(path: Path):
     exp = _expectations(path)
     assert exp.get("expect"), f"{path.name} states no '# expect:' line"
-    if "compose" in exp.get("needs", []) and not compose_available():
-        pytest.skip("fer_core.engine.build.compose is not there yet")
     errors = validate_files([path])
     text = "\n".join(str(e) for e in errors)
     assert errors, f"{path.name} validated but should fail"

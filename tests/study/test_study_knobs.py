@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fer_core.study import StudyValidationError, load_study
-from fer_core.study.knobs import compose_available, knob_scenarios
+from fer_core.study.knobs import knob_scenarios
 
 STUDY = """\
 name: k
@@ -68,7 +68,6 @@ def test_fake_compose_errors_point_at_the_study_key(tmp_path: Path, monkeypatch)
     assert any("method.decoder.enabled=true" in c for c in calls[-1])
 
 
-@pytest.mark.skipif(not compose_available(), reason="engine.build.compose is not there yet")
 def test_real_compose_accepts_and_rejects(tmp_path: Path):
     path = _write(tmp_path, STUDY)
     s = load_study(path)
@@ -85,7 +84,6 @@ def test_real_compose_accepts_and_rejects(tmp_path: Path):
     assert "rafdbx" in str(info.value)
 
 
-@pytest.mark.skipif(not compose_available(), reason="engine.build.compose is not there yet")
 def test_command_line_typo_is_named(tmp_path: Path):
     path = _write(tmp_path, STUDY)
     with pytest.raises(StudyValidationError) as info:
