@@ -100,7 +100,7 @@ def compare(
     ft_batch: int = 16,
 ) -> list[dict]:
     from fer_core.engine.build import compose
-    from fer_core.engine.loop import run_recipe
+    from fer_core.engine.recipe import run_recipe
 
     common = [
         "trainer.progress=false",

@@ -17,7 +17,7 @@ import copy
 import difflib
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -149,13 +149,78 @@ def _compose_one(overrides: list[str], where: str = "") -> DictConfig:
     return final
 
 
+def _dedupe(overrides: list[str]) -> list[str]:
+    """Keep the last override of each key (later layers win: see ``compose``)."""
+    last: dict[str, str] = {}
+    for ov in overrides:
+        key = _split(ov)[0]
+        last.pop(key, None)
+        last[key] = ov
+    return list(last.values())
+
+
+def _preset_overrides(settings: dict[str, Any]) -> list[str]:
+    from fer_core.overrides import to_overrides  # the one formatter (also used by trials)
+
+    return to_overrides(settings)
+
+
+def _recipe_stages(
+    recipe: str, top: list[str], stages: dict[str, list[str]]
+) -> tuple[list[str], dict[str, list[str]], dict[str, dict | None]]:
+    """A preset's stages as override lists, in the preset's order, and their ``init_from``.
+
+    Layers, later winning: the preset's recipe-wide ``set`` < the command line's top-level
+    overrides < the stage's method, protocol and ``set`` < ``stages.<stage>.*`` overrides."""
+    from fer_core.engine.presets import load_recipe
+
+    preset = load_recipe(recipe)
+    names = preset.stage_names()
+    for ov in top:
+        key = _split(ov)[0]
+        if key.split(".")[0] == "method" or key == "trainer.protocol":
+            raise ConfigError(
+                f"recipe {recipe!r}: {key!r} cannot be set for every stage; each stage names its "
+                f"own method and protocol: use stages.<stage>.{key}=... (stages: {', '.join(names)})"
+            )
+    unknown = [n for n in stages if n not in names]
+    if unknown:
+        raise ConfigError(
+            f"recipe {recipe!r} has no stage {unknown[0]!r}; its stages are {', '.join(names)} "
+            "(stages.<stage>.* overrides cannot add or reorder a preset's stages)"
+        )
+    lists: dict[str, list[str]] = {}
+    inits: dict[str, dict | None] = {}
+    for st in preset.stages:
+        own = [f"method={st.method}", f"trainer.protocol={st.protocol}"]
+        own += _preset_overrides(st.set)
+        lists[st.name] = _dedupe(
+            [*_preset_overrides(preset.set), *top, *own, *stages.get(st.name, [])]
+        )
+        inits[st.name] = (
+            {"stage": st.init_from.stage, "parts": list(st.init_from.parts)}
+            if st.init_from
+            else None
+        )
+    return _dedupe([*_preset_overrides(preset.set), *top]), lists, inits
+
+
 def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
-    """Compose ``train.yaml`` + ``overrides`` (including ``stages.*``); raises :class:`ConfigError`."""
+    """Compose ``train.yaml`` + ``overrides`` (``recipe=``, ``stages.*``); raises :class:`ConfigError`.
+
+    ``recipe=<preset>`` (``conf/recipe/``) gives the stages and their order; without one, stages
+    named by ``stages.<stage>.*`` overrides run in the order first named, each taking the
+    previous stage's backbone."""
     top: list[str] = []
     stages: dict[str, list[str]] = {}
+    recipe: str | None = None
     for ov in overrides:
         key, value = _split(ov)
-        if key == "stages" or key.startswith("stages."):
+        if key == "recipe":
+            recipe = value.strip() or None
+            if recipe in ("null", "none"):
+                recipe = None
+        elif key == "stages" or key.startswith("stages."):
             parts = key.split(".", 2)
             if len(parts) < 3:
                 raise ConfigError(
@@ -168,17 +233,30 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
             stages.setdefault(name, []).append(f"{parts[2]}={value}")
         else:
             top.append(ov)
+    inits: dict[str, dict | None] = {}
+    if recipe is not None:
+        top, lists, inits = _recipe_stages(recipe, top, stages)
+    else:
+        lists = {name: top + own for name, own in stages.items()}
+        names = list(lists)
+        inits = {
+            n: ({"stage": names[i - 1], "parts": ["backbone"]} if i else None)
+            for i, n in enumerate(names)
+        }
     cfg = _compose_one(top)
-    if stages:
+    OmegaConf.set_struct(cfg, False)
+    cfg.recipe = recipe
+    if lists:
         resolved = {}
-        for name, own in stages.items():
-            sub = _compose_one(top + own, where=f"stage {name!r}: ")
+        for name, own in lists.items():
+            sub = _compose_one(own, where=f"stage {name!r}: ")
             sub_c = OmegaConf.to_container(sub, resolve=True)
             sub_c.pop("stages", None)
+            sub_c.pop("recipe", None)
+            sub_c["init_from"] = inits[name]
             resolved[name] = sub_c
-        OmegaConf.set_struct(cfg, False)
         cfg.stages = resolved
-        OmegaConf.set_struct(cfg, True)
+    OmegaConf.set_struct(cfg, True)
     return cfg
 
 
@@ -190,12 +268,15 @@ def _container(node: Any) -> dict:
 
 
 def stage_configs(cfg: DictConfig) -> list[tuple[str, dict]]:
-    """``[(stage name, plain dict of its groups)]``; one ``main`` stage without ``stages``."""
+    """``[(stage name, plain dict of its groups + init_from)]``; one ``main`` stage without
+    ``stages``. ``init_from`` is ``None`` or ``{"stage": earlier stage, "parts": [...]}``."""
     stages = cfg.get("stages") or {}
     if stages:
         return [(str(k), _container(v)) for k, v in stages.items()]
     c = _container(cfg)
     c.pop("stages", None)
+    c.pop("recipe", None)
+    c["init_from"] = None
     return [(MAIN_STAGE, c)]
 
 
@@ -234,6 +315,7 @@ def flatten_knobs(d: dict, prefix: str = "") -> dict[str, Any]:
 def method_spec(method: dict) -> tuple[str, dict[str, Any]]:
     kw = dict(method)
     name = kw.pop("name")
+    kw.pop("test_model", None)  # the model tests run it on, not a knob
     return name, flatten_knobs(kw)
 
 
@@ -252,12 +334,14 @@ def build_backbone(model: dict, img_size: int, in_chans: int, checkpoint: str | 
     return create_backbone(name, img_size=int(size), in_chans=int(in_chans), checkpoint=ckpt, **kw)
 
 
-def build_method(stage: dict, num_classes: int, img_size: int, in_chans: int, checkpoint=None):
+def build_method(stage: dict, info, checkpoint=None):
+    """The stage's method on its backbone; ``info`` is a :class:`fer_core.methods.MethodInfo`
+    (``img_size`` and ``channels`` size the backbone)."""
     from fer_core.methods import create_method
 
-    backbone = build_backbone(stage["model"], img_size, in_chans, checkpoint)
+    backbone = build_backbone(stage["model"], int(info.img_size), int(info.channels), checkpoint)
     name, kw = method_spec(stage["method"])
-    return create_method(name, backbone, num_classes, **kw)
+    return create_method(name, backbone, info.num_classes, info=info, **kw)
 
 
 def build_optimizer(optim: dict, sched: dict, method) -> Any:
@@ -314,33 +398,34 @@ def build_scheduler(sched: dict, optimizer, epochs: int, steps_per_epoch: int):
         raise ConfigError(str(e)) from e
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainerSettings:
-    """``trainer`` group as typed values (see ``conf/trainer/default.yaml``)."""
+    """The ``trainer`` group as typed attributes. No defaults here: they live once, in
+    ``conf/trainer/default.yaml`` (every field is required, so the two cannot drift)."""
 
-    epochs: int = 4
-    batch_size: int = 64
-    eval_batch_size: int = 256
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    channels_last: Any = "auto"
-    grad_clip: float | None = None
-    ema: float | None = None
-    eval_every: int = 1
-    num_workers: int = 0
-    deterministic: bool = False
-    threads: int | None = None
-    progress: bool = True
-    resume: str | None = None
-    run_dir: str | None = None
-    select_metric: str = "val/uar"
-    save_every: int = 1
-    aug: dict = field(default_factory=dict)
-    protocol: str = "finetune"
-    semi: dict = field(default_factory=dict)
-    init: str | None = None
-    kfold: dict = field(default_factory=dict)
+    epochs: int
+    batch_size: int
+    eval_batch_size: int
+    seed: int
+    device: str
+    precision: str
+    channels_last: Any
+    grad_clip: float | None
+    ema: float | None
+    eval_every: int
+    num_workers: int
+    deterministic: bool
+    threads: int | None
+    progress: bool
+    resume: str | None
+    run_dir: str | None
+    select_metric: str | None
+    save_every: int
+    aug: dict
+    protocol: str
+    semi: dict
+    init: str | None
+    kfold: dict
 
 
 PROTOCOLS = ("finetune", "linear", "semi", "transfer", "kfold")

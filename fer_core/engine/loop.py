@@ -1,13 +1,13 @@
-"""The training loop: ``run_recipe(cfg, run_dir, on_epoch_end=None, resume=None) -> RunResult``.
+"""The training loop: ``StageTrainer(plan, ...).run()`` trains one prepared stage.
 
-A recipe is a list of stages (``engine/build.py``); each stage trains one method
-(``methods/base.py``): batches from ``engine/batches.py``, timm optimiser + per-update schedule,
-optional weight EMA (timm ModelEmaV3), bf16 autocast on CUDA, evaluation with torchmetrics,
-TensorBoard + ``metrics.json`` (``engine/logging.py``), ``checkpoints/last.pt`` every epoch and
-``best.pt`` at the best ``trainer.select_metric``; ``test/*`` come once from the best checkpoint.
-A stage's encoder feeds the next stage's backbone; label-free stages before the last are cached
-(``engine/stages.py``). Randomness is re-derived from (seed, stage, epoch) at every epoch start,
-so resuming from an epoch's checkpoint repeats the uninterrupted run exactly.
+``engine/recipe.py`` (above this module) prepares each stage of a recipe (method, data, protocol,
+hand-off, cache) and runs it here. A stage trains one method (``methods/base.py``): batches from
+``engine/batches.py``, timm optimiser + per-update schedule, optional weight EMA (timm
+ModelEmaV3), bf16 autocast on CUDA, evaluation with torchmetrics, TensorBoard + ``metrics.json``
+(``engine/logging.py``), ``checkpoints/last.pt`` every epoch and ``best.pt`` at the best value of
+the selection metric (``trainer.select_metric``, or the method's ``selection_metric``); ``test/*``
+come once from the best checkpoint. Randomness is re-derived from (seed, stage, epoch) at every
+epoch start, so resuming from an epoch's checkpoint repeats the uninterrupted run exactly.
 """
 
 from __future__ import annotations
@@ -20,18 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
+from fer_core.data.base import DataSplits, FERImageSet
 from fer_core.engine import build
 from fer_core.engine.batches import BatchMaker, eval_batches
-from fer_core.engine.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from fer_core.engine.build import ConfigError, TrainerSettings
+from fer_core.engine.checkpoint import BEST, LAST, save_checkpoint
 from fer_core.engine.ema import make_ema
-from fer_core.engine.logging import RunLogger
+from fer_core.engine.logging import RunLogger  # noqa: F401  (re-exported for benchmarks)
 from fer_core.engine.metrics import classification_metrics
 from fer_core.engine.schedule import current_lr
-from fer_core.engine.seed import derive_seed, seed_everything, set_deterministic
-from fer_core.engine.stages import StageStopped, cached_stage, stage_key
-from fer_core.methods.base import METHODS, Method, StepContext, TrainContext
+from fer_core.engine.seed import derive_seed, set_deterministic
+from fer_core.methods.base import Method, StepContext, TrainContext
 
 OnEpochEnd = Callable[[str, int, dict[str, float], Path | None], bool]
 
@@ -53,143 +53,54 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def run_recipe(
-    cfg: DictConfig | dict,
-    run_dir: Path | str,
-    on_epoch_end: OnEpochEnd | None = None,
-    resume: Path | str | None = None,
-) -> RunResult:
-    """Run every stage of ``cfg`` (from ``build.compose``) into ``run_dir`` (see module docstring)."""
-    from fer_core.engine.protocols import run_kfold
+@dataclass
+class StagePlan:
+    """One prepared stage (``engine/recipe.py`` builds it): its method, data and protocol."""
 
-    if not isinstance(cfg, DictConfig):
-        cfg = OmegaConf.create(cfg)
-    run_dir = Path(run_dir).expanduser().resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    stages = build.stage_configs(cfg)
-    last = build.trainer_settings(stages[-1][1]["trainer"])
-    resume = resume or last.resume
-    if last.protocol == "kfold":
-        return run_kfold(stages, run_dir, on_epoch_end)
-    return run_stages(stages, run_dir, on_epoch_end, resume)
-
-
-def run_stages(
-    stages: list[tuple[str, dict]],
-    run_dir: Path,
-    on_epoch_end: OnEpochEnd | None = None,
-    resume: Path | str | None = None,
-    splits=None,
-    data_tag: str = "",
-) -> RunResult:
-    ckpt = load_checkpoint(resume) if resume else None
-    logger = RunLogger(run_dir, history=ckpt["history"] if ckpt else None)
-    encoders: dict[str, dict] = dict(ckpt["encoders"]) if ckpt else {}
-    prev_key, prev_encoder, step_offset = "", None, 0
-    final: dict[str, float] = {}
-    stopped = False
-    try:
-        for i, (name, scfg) in enumerate(stages):
-            epochs = int(scfg["trainer"]["epochs"])
-            key = stage_key(scfg, prev_key, data_tag)
-            if ckpt is not None and i < int(ckpt["stage_index"]):
-                prev_key, prev_encoder, step_offset = key, encoders[name], step_offset + epochs
-                continue
-            state = ckpt if ckpt is not None and i == int(ckpt["stage_index"]) else None
-            trainer = StageTrainer(
-                name, i, scfg, run_dir, logger, on_epoch_end, prev_encoder, state, step_offset,
-                encoders, splits,
-            )  # fmt: skip
-            labels = METHODS.get(scfg["method"]["name"]).needs.labels
-            if not labels and i < len(stages) - 1:
-
-                def run(trainer: StageTrainer = trainer) -> tuple[dict, list[dict]]:
-                    out = trainer.run()
-                    if out["stopped"]:
-                        raise StageStopped(trainer.name)
-                    return out["encoder"], out["history"]
-
-                prev_encoder, hist, ran = cached_stage(key, run)
-                if not ran:  # a cache hit: show the cached stage in this run's logs
-                    for h in hist:
-                        logger.epoch(name, h["epoch"], {k: v for k, v in h.items()
-                                                        if k not in ("stage", "epoch")},
-                                     step_offset + h["epoch"] + 1)  # fmt: skip
-            else:
-                out = trainer.run()
-                prev_encoder = out["encoder"]
-                final = out["final"]
-                if out["stopped"]:
-                    stopped = True
-                    break
-            encoders[name] = prev_encoder
-            prev_key, step_offset = key, step_offset + epochs
-    except StageStopped:
-        stopped = True
-    logger.final = final
-    logger.write_json()
-    logger.close()
-    return RunResult(metrics=final, history=logger.history, run_dir=run_dir, stopped=stopped)
+    name: str
+    index: int
+    scfg: dict
+    settings: TrainerSettings
+    method: Method  # built, hand-off loaded, frozen where the protocol says
+    splits: DataSplits  # val / test come from here
+    train: FERImageSet  # what the stage trains on (the labelled part under protocol=semi)
+    unlabelled: FERImageSet | None = None
+    frozen_backbone: bool = False  # protocol=linear: BatchNorm statistics stay frozen too
+    samples: dict[str, torch.Tensor] | None = None  # hand-off per-sample state
 
 
 class StageTrainer:
-    """Trains one stage; ``run()`` -> {"encoder", "history", "final", "stopped"}."""
+    """Trains one prepared stage; ``run()`` -> {"handoff", "history", "final", "stopped"}."""
 
-    def __init__(self, name, index, scfg, run_dir, logger, on_epoch_end, prev_encoder, state,
-                 step_offset, encoders, splits=None):  # fmt: skip
-        self.name, self.index, self.scfg = name, index, scfg
+    def __init__(self, plan: StagePlan, run_dir, logger, on_epoch_end, state, step_offset,
+                 handoffs):  # fmt: skip
+        self.plan, self.name, self.index, self.scfg = plan, plan.name, plan.index, plan.scfg
         self.run_dir, self.logger, self.callback = Path(run_dir), logger, on_epoch_end
-        self.prev_encoder, self.state, self.step_offset = prev_encoder, state, step_offset
-        self.encoders, self.splits = encoders, splits
-        self.s = build.trainer_settings(scfg["trainer"])
+        self.state, self.step_offset, self.handoffs = state, step_offset, handoffs
+        self.s = plan.settings
 
     # ------------------------------------------------------------------ set-up
     def _setup(self) -> None:
-        from fer_core.data.splits import label_fraction_indices
-
-        s = self.s
+        s, plan = self.s, self.plan
         self.device = pick_device(s.device)
         cuda = self.device.type == "cuda"
         if s.threads:
             torch.set_num_threads(int(s.threads))
         if s.deterministic:
             set_deterministic(True)
-        splits = self.splits or build.build_data(self.scfg["data"])
-        self.data = splits
-        train, unlabelled = splits.train, None
-        if s.protocol == "semi":
-            semi = s.semi or {}
-            idx = label_fraction_indices(
-                train.labels, fraction=None if semi.get("per_class") else semi.get("fraction"),
-                per_class=semi.get("per_class"), seed=s.seed,
-            )  # fmt: skip
-            rest = torch.ones(len(train), dtype=torch.bool)
-            rest[idx] = False
-            train, unlabelled = train.subset(idx), train.subset(torch.nonzero(rest).flatten())
-        self.train_set = train
-        self.num_classes = splits.num_classes
-        c, h = train.images.shape[1], train.images.shape[-1]
-        seed_everything(derive_seed(s.seed, self.index))
-        init = None
-        if s.protocol == "transfer":
-            p = Path(str(s.init)).expanduser().resolve()
-            init = str(p / BEST if (p / BEST).is_file() else p / LAST) if p.is_dir() else str(p)
-        self.method = build.build_method(self.scfg, self.num_classes, h, c, checkpoint=init)
-        if self.prev_encoder is not None:
-            self.method.backbone.load_timm_state_dict(self.prev_encoder)
-        self.linear = s.protocol == "linear"
-        if self.linear:
-            for p in self.method.backbone.parameters():
-                p.requires_grad_(False)
+        self.data, self.train_set = plan.splits, plan.train
+        self.num_classes = plan.splits.num_classes
+        self.method, self.linear = plan.method, plan.frozen_backbone
         self.method.to(self.device)
         self.channels_last = (s.channels_last is True) or (s.channels_last == "auto" and cuda)
         if self.channels_last:
             self.method.to(memory_format=torch.channels_last)
         self.amp = cuda and s.precision in ("auto", "bf16")
-        self.needs = self.method.needs
+        self.needs = self.method.needs  # read from the built method: it may depend on knobs
+        self.select, self.mode = selection(self.method, s.select_metric, self.name)
+        train = self.train_set
         self.batches = BatchMaker(
-            train, self.needs, s.aug, self.device, unlabelled, self.channels_last
+            train, self.needs, s.aug, self.device, plan.unlabelled, self.channels_last
         )
         bs = int(s.batch_size)
         self.drop_last = len(train) >= bs
@@ -199,6 +110,8 @@ class StageTrainer:
             iterate_train=lambda b: eval_batches(train, b, self.device, self.channels_last),
             run_dir=self.run_dir,
         ))  # fmt: skip
+        if plan.samples:
+            self.method.load_method_state(plan.samples)
         self.opt = build.build_optimizer(self.scfg["optim"], self.scfg["sched"], self.method)
         self.sched = build.build_scheduler(self.scfg["sched"], self.opt, s.epochs, self.steps)
         self.ema = make_ema(self.method, s.ema)
@@ -280,8 +193,6 @@ class StageTrainer:
             m[k if "/" in k else f"train/{k}"] = float(v) / self.steps
         if float(seen) > 0:
             m["train/acc"] = float(correct) / float(seen)
-        if not self.needs.labels:
-            m["mim/loss"] = m["train/loss"]
         return m
 
     def _state(self, epoch: int) -> dict:
@@ -291,7 +202,7 @@ class StageTrainer:
             "optimizer": self.opt.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "method_state": self.method.method_state(), "best": dict(self.best),
-            "history": list(self.logger.history), "encoders": dict(self.encoders),
+            "history": list(self.logger.history), "handoffs": dict(self.handoffs),
         }  # fmt: skip
 
     def run(self) -> dict:
@@ -313,14 +224,14 @@ class StageTrainer:
                 metrics.update(val)
                 self.logger.confusion("val/confusion", cm, names, step)
             metrics.update(self.method.on_epoch_end(epoch))
-            sel = s.select_metric if self.needs.labels else "mim/loss"
+            sel = self.select
             if sel in metrics:
-                v = metrics[sel] if self.needs.labels else -metrics[sel]
+                v = metrics[sel] if self.mode == "max" else -metrics[sel]
                 if v > self.best["value"]:
                     self.best = {"value": float(v), "epoch": epoch}
                     save_checkpoint(self._state(epoch), ckpt_dir / BEST)
                 if self.needs.labels:
-                    metrics[f"{sel}_best"] = self.best["value"]
+                    metrics[f"{sel}_best"] = self.best["value"] * (1 if self.mode == "max" else -1)
             self.logger.epoch(self.name, epoch, metrics, step)
             if type(self.method).log_images is not Method.log_images:  # e.g. MAE's grid
                 first = next(eval_batches(self.train_set, 8, self.device, self.channels_last))
@@ -341,7 +252,7 @@ class StageTrainer:
         if self.needs.labels:
             self.logger.hparams(hparam_dict(self.scfg), final)
         return {
-            "encoder": self.method.encoder_state_dict(),
+            "handoff": self.method.handoff_state(),  # best-validation weights after _test
             "history": self.logger.history[first_history:],
             "final": final,
             "stopped": stopped,
@@ -381,3 +292,19 @@ def hparam_dict(scfg: dict) -> dict[str, Any]:
         for k, v in flat(scfg, "").items()
         if not k.startswith(("trainer.resume", "trainer.run_dir"))
     }
+
+
+def selection(method: Method, chosen: str | None, stage: str = "") -> tuple[str, str]:
+    """``(metric, mode)`` that picks the best checkpoint: ``trainer.select_metric`` when set (one
+    of the method's reported metrics; ``*loss`` metrics are minimised), else the method's own.
+    Label-free stages ignore a ``val/`` choice: they have no validation metrics."""
+    if not chosen or (chosen.startswith("val/") and not method.needs.labels):
+        # a label-free stage has no validation metrics (a study's val/ metric reaches every stage)
+        return method.selection_metric, method.selection_mode
+    reported = method.reported_metrics()
+    if chosen not in reported:
+        raise ConfigError(
+            f"stage {stage!r}: trainer.select_metric {chosen!r} is not reported by method "
+            f"{method.method_name!r}; allowed: {', '.join(reported)}"
+        )
+    return chosen, "min" if chosen.endswith("loss") else "max"

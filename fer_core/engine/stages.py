@@ -1,10 +1,12 @@
-"""The stage cache: a label-free (pre-training) stage's result, shared by every run that has it.
+"""The stage cache: the result of a stage before a recipe's last, shared by every run that has it.
 
 A stage's entry lives at ``$FER_STUDY_CACHE/stages/<key>`` where ``key`` hashes the stage's
-resolved config (minus bookkeeping knobs that cannot change its result) and the keys of the
-stages before it (and the data, for k-fold). ``fer_core.cache.build_once`` takes a file lock, so a
-sweep over fine-tuning knobs runs the shared pre-training once. An entry holds ``encoder.pt``
-(the hand-off weights, timm naming) and ``history.json`` (its per-epoch metrics).
+resolved config (its seed and ``init_from`` included, minus bookkeeping knobs that cannot change
+its result), the key of the stage before it (which hashes everything before that) and the data
+hash. ``fer_core.cache.build_once`` takes a file lock and renames atomically, so a sweep over a
+last-stage knob runs each earlier stage once per seed, across trials and studies. An entry holds
+``handoff.pt`` (the stage's ``Method.handoff_state()``: named parts) and ``history.json`` (its
+per-epoch metrics).
 """
 
 from __future__ import annotations
@@ -38,23 +40,23 @@ def stage_key(stage_cfg: dict, previous_key: str, data_tag: str = "") -> str:
     cfg = json.loads(json.dumps(stage_cfg))
     for k in _BOOKKEEPING:
         cfg.get("trainer", {}).pop(k, None)
-    return config_hash({"stage": cfg, "previous": previous_key, "data": data_tag})
+    return config_hash({"v": 2, "stage": cfg, "previous": previous_key, "data": data_tag})
 
 
 def cached_stage(
     key: str, run: Callable[[], tuple[dict[str, torch.Tensor], list[dict]]]
 ) -> tuple[dict[str, torch.Tensor], list[dict], bool]:
-    """``(encoder state, history, ran)``: runs ``run()`` only if ``stages/<key>`` is missing."""
+    """``(handoff parts, history, ran)``: runs ``run()`` only if ``stages/<key>`` is missing."""
     ran = False
 
     def builder(tmp: Path) -> None:
         nonlocal ran
         ran = True
-        encoder, history = run()
-        torch.save(encoder, tmp / "encoder.pt")
+        handoff, history = run()
+        torch.save(handoff, tmp / "handoff.pt")
         (tmp / "history.json").write_text(json.dumps(history, indent=1))
 
     path = build_once(KIND, key, builder)
-    encoder = torch.load(path / "encoder.pt", map_location="cpu", weights_only=True)
+    handoff = torch.load(path / "handoff.pt", map_location="cpu", weights_only=True)
     history = json.loads((path / "history.json").read_text())
-    return encoder, history, ran
+    return handoff, history, ran

@@ -10,8 +10,10 @@ import importlib
 import pkgutil
 
 from fer_core.methods.base import (
+    HANDOFF_PARTS,
     METHODS,
     Method,
+    MethodInfo,
     MethodNeeds,
     StepContext,
     StepOutput,
@@ -26,8 +28,10 @@ for _info in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_info.name}")
 
 __all__ = [
+    "HANDOFF_PARTS",
     "METHODS",
     "Method",
+    "MethodInfo",
     "MethodNeeds",
     "StepContext",
     "StepOutput",

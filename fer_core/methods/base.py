@@ -5,7 +5,8 @@ decoders, teachers) and implements one training step.  The trainer loop (``engin
 owns everything else: data loading, augmentation, the optimiser and schedule, precision,
 checkpoints, evaluation, logging and the ``on_epoch_end`` callback.
 
-What a method declares in ``needs`` decides what its batches hold:
+What a method declares in ``needs`` decides what its batches hold. ``needs`` is read from the
+*built* method (it may depend on knobs: override it as a property), never from the class:
 
 ==================  =========================================================================
 ``needs.views=2``   ``batch["views"]``: two independently augmented views, each float [N, C, H, W]
@@ -15,12 +16,12 @@ What a method declares in ``needs`` decides what its batches hold:
 ``needs.boxes``     ``batch["box"]``: float [N, 4] face boxes of the *augmented* images (FaceMix).
 ``needs.unlabelled`` ``batch["unlabelled"]``: a dict with ``weak`` and ``strong`` float views of an
                     unlabelled batch beside the labelled one (004's EMA-teacher stage).
-``needs.votes``     ``batch["votes"]``: float [N, 10] annotator votes (FERPlus order).
 ==================  =========================================================================
 
 Every batch also holds ``image`` (float [N, C, H, W], normalised), ``label`` (long [N], -1 = none),
 ``index`` (long [N], the dataset index: per-sample state such as PLL confidence vectors is kept by
-it) and, on SynthFER, ``true_label``.  Batch mixing (Mixup/CutMix/FaceMix) happens inside the
+it), ``votes`` (float [N, 10], FERPlus order) where the dataset has them and, on SynthFER,
+``true_label``.  Batch mixing (Mixup/CutMix/FaceMix) happens inside the
 method's step, because the papers' mixed losses need both the mixed and the unmixed parts.
 
 Per-sample state and teachers: return them from ``method_state()`` (tensors only, so checkpoints
@@ -28,22 +29,82 @@ load with ``weights_only=True``) and restore them in ``load_method_state``; an E
 sub-module updated in ``after_optimizer_step``.  Intermediate features: ``self.backbone`` exposes
 patch tokens, the class token, pooled features and multi-stage maps (``models/backbones.py``).
 
-Example (a complete method)::
+What a method is told (``MethodInfo``, ``self.info``): image size, channels, number of classes and
+dataset name, so a method can build a second network for another input size (002's FaceMAE).
 
-    @register_method("ce")
-    class CrossEntropy(Method):
-        def __init__(self, backbone, num_classes, *, label_smoothing: float = 0.0, **kw):
-            super().__init__(backbone, num_classes, **kw)
-            self.head = nn.Linear(backbone.num_features, num_classes)
-            self.label_smoothing = label_smoothing
+What a method declares (the console, the dashboard and the study validator read these):
 
-        def forward(self, images):                       # logits [N, num_classes]
-            return self.head(self.backbone.pooled(images))
+- ``selection_metric`` / ``selection_mode``: what picks its best checkpoint (``val/uar``/max for
+  classifiers, ``mim/loss``/min for MIM pre-training); ``trainer.select_metric`` may name another
+  of its reported metrics.
+- ``reported_metrics()``: the exact names it reports: the trainer's ``train/loss``, ``lr``,
+  ``train/acc``, ``val/{acc,uar,f1,acc_true}``, their ``test/`` twins, ``<selection>_best``,
+  ``best_epoch``, and its own (``own_metrics``: ``train/<log>`` for every ``StepOutput.logs`` key
+  without a ``/``, the others as they are, and what ``on_epoch_end`` returns).
+- ``diagnostic_metrics``: own metrics a report shows beside rows that look identical
+  (``pll/revised`` for PLL).
 
-        def training_step(self, batch, ctx):
-            logits = self(batch["image"])
-            loss = F.cross_entropy(logits, batch["label"], label_smoothing=self.label_smoothing)
-            return StepOutput(loss=loss, logs={"ce": loss.detach()}, logits=logits.detach())
+Hand-off between stages (a recipe's ``init_from: {stage, parts}``): ``handoff_state()`` returns named
+parts: ``backbone`` (timm naming), ``head``, ``teacher`` (the sub-modules of those names;
+override ``handoff_modules``), and ``samples`` (``method_state()``, per-sample state, where the
+method keeps any). ``load_handoff(parts)`` takes the module parts before ``on_train_start``; the
+loop restores ``samples`` through ``load_method_state`` after it.
+
+Example (a complete method: two views, an EMA teacher, a declared selection metric)::
+
+    >>> import copy, torch
+    >>> import torch.nn.functional as F
+    >>> from torch import nn
+    >>> from fer_core.methods.base import (Method, MethodNeeds, StepContext, StepOutput,
+    ...                                    register_method)
+    >>> class TeacherConsistency(Method):
+    ...     # CE on view 0 + MSE between the student on view 1 and an EMA teacher on view 0
+    ...     own_metrics = ("train/ce", "train/consistency")
+    ...     def __init__(self, backbone, num_classes, *, momentum=0.99, weight=1.0, **kw):
+    ...         super().__init__(backbone, num_classes, **kw)
+    ...         if not 0.0 <= momentum < 1.0:
+    ...             raise ValueError(f"method.momentum must be in [0, 1), got {momentum!r}")
+    ...         self.head = nn.Linear(backbone.num_features, num_classes)
+    ...         self.teacher = None  # made from the student in on_train_start
+    ...         self.momentum, self.weight = momentum, weight
+    ...     @property
+    ...     def needs(self):  # a knob-dependent need: one view when the term is off
+    ...         return MethodNeeds(views=2 if self.weight > 0 else 1)
+    ...     def forward(self, images):  # [N, C, H, W] -> logits [N, num_classes]
+    ...         return self.head(self.backbone.pooled(images))
+    ...     def on_train_start(self, ctx):
+    ...         if self.teacher is None:  # a hand-off may have brought one
+    ...             self.teacher = nn.Sequential(copy.deepcopy(self.backbone),
+    ...                                          copy.deepcopy(self.head)).requires_grad_(False)
+    ...     def handoff_modules(self):
+    ...         return {"head": self.head, **({"teacher": self.teacher} if self.teacher else {})}
+    ...     def training_step(self, batch, ctx):
+    ...         logits = self(batch["image"])
+    ...         ce = F.cross_entropy(logits, batch["label"], ignore_index=-1)
+    ...         logs, loss = {"ce": ce.detach()}, ce
+    ...         if self.needs.views == 2:
+    ...             with torch.no_grad():
+    ...                 t = self.teacher[1](self.teacher[0].pooled(batch["views"][0]))
+    ...             cons = F.mse_loss(self(batch["views"][1]).softmax(1), t.softmax(1))
+    ...             loss = loss + self.weight * cons
+    ...             logs["consistency"] = cons.detach()
+    ...         return StepOutput(loss=loss, logs=logs, logits=logits.detach())
+    ...     @torch.no_grad()
+    ...     def after_optimizer_step(self, ctx):  # EMA: t <- m t + (1 - m) s
+    ...         student = list(self.backbone.parameters()) + list(self.head.parameters())
+    ...         for pt, ps in zip(self.teacher.parameters(), student):
+    ...             pt.mul_(self.momentum).add_(ps.detach(), alpha=1 - self.momentum)
+    >>> from fer_core.models.backbones import create_backbone
+    >>> m = TeacherConsistency(create_backbone("resnet_tiny_cpu", img_size=32, in_chans=1), 7)
+    >>> m.needs.views, m.selection_metric, m.selection_mode
+    (2, 'val/uar', 'max')
+    >>> sorted(m.handoff_parts())
+    ['backbone', 'head']
+    >>> "train/consistency" in m.reported_metrics() and "test/uar" in m.reported_metrics()
+    True
+
+Register it with ``@register_method("name")`` and give it a config group
+``fer_core/conf/method/<name>.yaml`` whose keys are its knobs (plus ``name`` and ``test_model``).
 """
 
 from __future__ import annotations
@@ -88,7 +149,22 @@ class MethodNeeds:
     labels: bool = True
     boxes: bool = False
     unlabelled: bool = False
-    votes: bool = False
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What a method is told about its input (``Method.info``)."""
+
+    num_classes: int
+    img_size: int | None = None  # square input side in pixels (None: not known, e.g. unit tests)
+    channels: int | None = None  # 1 (grey) or 3
+    dataset: str = ""  # registered dataset name (``fer_core.data.list_datasets()``)
+
+
+# Metrics the trainer computes for every labelled method (``val/`` each epoch, ``test/`` once).
+CLASSIFICATION_METRICS = ("acc", "uar", "f1", "acc_true")
+# The parts a stage can hand to a later one (a recipe's ``init_from.parts``).
+HANDOFF_PARTS = ("backbone", "head", "teacher", "samples")
 
 
 @dataclass
@@ -146,17 +222,33 @@ class Method(nn.Module):
     """Base class of every method; see the module docstring for the contract."""
 
     method_name: ClassVar[str] = ""
-    needs: ClassVar[MethodNeeds] = MethodNeeds()
+    needs: MethodNeeds = MethodNeeds()  # a class attribute, or a property over the knobs
+    selection_metric: str = "val/uar"  # label-free methods name their own (e.g. mim/loss)
+    selection_mode: str = "max"  # "max" or "min"
+    own_metrics: tuple[str, ...] = ()  # the method's own metric names (see reported_metrics)
+    diagnostic_metrics: tuple[str, ...] = ()  # own metrics a report shows beside identical rows
 
-    def __init__(self, backbone: nn.Module, num_classes: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        *,
+        info: MethodInfo | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__()
         if kwargs:
             raise TypeError(
                 f"method {self.method_name!r} got unknown settings {sorted(kwargs)}; "
                 "check the keys of its config group (fer_core/conf/method/)"
             )
+        if info is not None and info.num_classes != num_classes:
+            raise ValueError(
+                f"MethodInfo.num_classes={info.num_classes} but num_classes={num_classes}"
+            )
         self.backbone = backbone
         self.num_classes = num_classes
+        self.info = info if info is not None else MethodInfo(num_classes=num_classes)
 
     # --- the step -------------------------------------------------------------------------
     def training_step(self, batch: dict, ctx: StepContext) -> StepOutput:
@@ -184,6 +276,15 @@ class Method(nn.Module):
         """Images to log once per epoch: name -> float [3, H, W] in [0, 1] (e.g. MAE grids)."""
         return {}
 
+    # --- declarations -----------------------------------------------------------------------
+    def reported_metrics(self) -> tuple[str, ...]:
+        """The exact metric names this method's stage reports (module docstring)."""
+        names = ["train/loss", "lr", *self.own_metrics]
+        if self.needs.labels:
+            names += ["train/acc", f"{self.selection_metric}_best", "best_epoch"]
+            names += [f"{p}/{m}" for p in ("val", "test") for m in CLASSIFICATION_METRICS]
+        return tuple(dict.fromkeys(names))
+
     # --- state ------------------------------------------------------------------------------
     def method_state(self) -> dict[str, torch.Tensor]:
         """Non-parameter state that must survive a checkpoint (tensors only)."""
@@ -193,9 +294,60 @@ class Method(nn.Module):
         if state:
             raise ValueError(f"method {self.method_name!r} keeps no state but got {sorted(state)}")
 
-    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
-        """The backbone's weights in timm's naming, for the next stage (pre-train hand-off)."""
-        return self.backbone.timm_state_dict()
+    # --- hand-off to a later stage ------------------------------------------------------------
+    def handoff_modules(self) -> dict[str, nn.Module]:
+        """The sub-modules handed on besides the backbone: ``head`` and ``teacher`` where the
+        method has modules of those names (override to rename or withhold, e.g. MIM decoders)."""
+        out: dict[str, nn.Module] = {}
+        for part in ("head", "teacher"):
+            module = getattr(self, part, None)
+            if isinstance(module, nn.Module):
+                out[part] = module
+        return out
+
+    def handoff_parts(self) -> tuple[str, ...]:
+        """The parts this method can hand on (and take): a subset of ``HANDOFF_PARTS``."""
+        parts = ["backbone", *self.handoff_modules()]
+        if type(self).method_state is not Method.method_state:
+            parts.append("samples")
+        return tuple(parts)
+
+    def handoff_state(self) -> dict[str, dict[str, torch.Tensor]]:
+        """``{part: tensors}``: ``backbone`` in timm naming, module parts as state dicts, and
+        ``samples`` (``method_state()``) when it holds anything. Tensors are CPU copies."""
+
+        def cpu(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {k: v.detach().cpu().clone() for k, v in sd.items()}
+
+        parts = {"backbone": cpu(self.backbone.timm_state_dict())}
+        for name, module in self.handoff_modules().items():
+            parts[name] = cpu(module.state_dict())
+        samples = self.method_state()
+        if samples:
+            parts["samples"] = cpu(samples)
+        return parts
+
+    def load_handoff(self, parts: dict[str, dict[str, torch.Tensor]]) -> None:
+        """Load module parts (``backbone``, ``head``, ``teacher``) from an earlier stage's
+        ``handoff_state()``; ``samples`` go through ``load_method_state`` (the loop does it
+        after ``on_train_start``). A part this method lacks is a ``ValueError`` naming it."""
+        modules = self.handoff_modules()
+        for name, sd in parts.items():
+            if name == "backbone":
+                self.backbone.load_timm_state_dict(sd)
+            elif name in modules:
+                try:
+                    modules[name].load_state_dict(sd)
+                except RuntimeError as e:
+                    raise ValueError(
+                        f"method {self.method_name!r}: the handed-on {name!r} does not fit its "
+                        f"{name} ({str(e).splitlines()[0]})"
+                    ) from e
+            elif name != "samples":
+                raise ValueError(
+                    f"method {self.method_name!r} has no part {name!r}; it takes "
+                    f"{', '.join(self.handoff_parts())}"
+                )
 
     def param_groups(self) -> list[dict] | None:
         """Optional optimiser parameter groups (``None``: the loop builds them, with layer decay)."""

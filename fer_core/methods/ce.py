@@ -19,6 +19,8 @@ from fer_core.models.heads import ClassifierHead
 class CrossEntropy(Method):
     """Linear head on the pooled backbone feature, trained with (weighted, smoothed) CE."""
 
+    own_metrics = ("train/ce",)
+
     def __init__(
         self,
         backbone,

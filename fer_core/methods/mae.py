@@ -34,6 +34,13 @@ class MaskedAutoencoder(Method):
     """MAE pre-training stage; knobs as in ``conf/method/mae.yaml`` (defaults mirror it, 000/004)."""
 
     needs = MethodNeeds(labels=False)
+    selection_metric = "mim/loss"  # the best checkpoint has the lowest reconstruction loss
+    selection_mode = "min"
+    own_metrics = ("mim/loss",)
+
+    def handoff_modules(self) -> dict[str, nn.Module]:
+        """Only the encoder goes on: the decoder / HOG predictor is dropped (000 Sec. 3.1)."""
+        return {}
 
     def __init__(
         self,

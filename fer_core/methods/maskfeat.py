@@ -26,6 +26,13 @@ class MaskFeat(Method):
     """MaskFeat pre-training stage; knobs as in ``conf/method/maskfeat.yaml`` (defaults mirror it)."""
 
     needs = MethodNeeds(labels=False)
+    selection_metric = "mim/loss"  # the best checkpoint has the lowest reconstruction loss
+    selection_mode = "min"
+    own_metrics = ("mim/loss",)
+
+    def handoff_modules(self) -> dict[str, nn.Module]:
+        """Only the encoder goes on: the decoder / HOG predictor is dropped (000 Sec. 3.1)."""
+        return {}
 
     def __init__(
         self,

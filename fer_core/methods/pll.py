@@ -58,11 +58,20 @@ from fer_core.models.label_decoder import LabelDecoder
 
 CANDIDATE_SOURCES = ("votes", "topk_model")
 _STATE_KEYS = ("candidates", "confidence", "revised", "pred", "truth")
+EPOCH_METRICS = (
+    "pll/coverage",
+    "pll/set_size",
+    "pll/revised",
+    "pll/disamb_acc",
+    "pll/disamb_acc_pred",
+)
 
 
 @register_method("pll")
 class PartialLabelLearning(Method):
     """001's PLL fine-tuning stage; knobs as in ``conf/method/pll.yaml`` (defaults mirror it)."""
+
+    diagnostic_metrics = ("pll/revised",)  # identical rows across thresholds: nothing revised
 
     def __init__(
         self,
@@ -138,6 +147,21 @@ class PartialLabelLearning(Method):
         self.pred: torch.Tensor | None = None  # long [N], -1 = not seen yet
         self.truth: torch.Tensor | None = None  # long [N], -1 = unknown
         self.candidate_source = ""  # what on_train_start actually used
+
+    @property
+    def own_metrics(self) -> tuple[str, ...]:  # type: ignore[override]
+        """``pll/loss`` every step; ``pll/revised_step`` and ``pll/uniform`` when their knobs are
+        on; the per-epoch ``pll/*`` of :func:`pll_metrics`."""
+        names = ["pll/loss"]
+        if self.confidence_update == "revision":
+            names.append("pll/revised_step")
+        if self.uniform_enabled and self.uniform_weight > 0:
+            names.append("pll/uniform")
+        return (*names, *EPOCH_METRICS)
+
+    def handoff_modules(self) -> dict[str, nn.Module]:
+        """The class head is the label-disambiguation decoder, or the linear head without it."""
+        return {"head": self.decoder if self.decoder is not None else self.head}
 
     # --- model --------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from fer_core.study.overrides import flatten, to_overrides
+from fer_core.overrides import flatten, to_overrides
 from fer_core.study.schema import SCHEDULERS
 from fer_core.tune.searchers import list_searchers
 

@@ -76,9 +76,9 @@ def trial_overrides(
 def train_recipe(
     overrides: list[str], trial_dir: Path, on_epoch_end: OnEpochEnd, resume: Path | None
 ) -> dict[str, float]:
-    """The real path: ``engine.build.compose`` + ``engine.loop.run_recipe``."""
+    """The real path: ``engine.build.compose`` + ``engine.recipe.run_recipe``."""
     from fer_core.engine.build import compose
-    from fer_core.engine.loop import run_recipe
+    from fer_core.engine.recipe import run_recipe
 
     cfg = compose(list(overrides))
     stages = cfg.get("stages") if hasattr(cfg, "get") else None

@@ -37,7 +37,7 @@ def test_bad_policy_names_setting():
 
 def test_batch_holds_what_the_method_needs():
     ds = random_set(20, 0, size=24)
-    needs = MethodNeeds(views=2, boxes=True, unlabelled=True, votes=True)
+    needs = MethodNeeds(views=2, boxes=True, unlabelled=True)
     bm = BatchMaker(
         ds, needs, {"policy": "weak"}, torch.device("cpu"), unlabelled=random_set(10, 1, size=24)
     )

@@ -14,6 +14,7 @@ from fer_core.engine.build import (
     group_options,
     stage_configs,
 )
+from fer_core.methods import MethodInfo
 
 
 @pytest.mark.parametrize("group", GROUPS)
@@ -77,7 +78,7 @@ def test_layer_decay_and_schedule():
     cfg = compose(["model=vit_tiny_cpu", "optim.layer_decay=0.65", "sched.warmup_epochs=1", "sched.lr=1e-3",
                    "sched.warmup_lr=1e-5", "sched.min_lr=1e-6"])  # fmt: skip
     ((_, st),) = stage_configs(cfg)
-    m = build_method(st, 7, 48, 1)
+    m = build_method(st, MethodInfo(7, 48, 1))
     opt = build_optimizer(st["optim"], st["sched"], m)
     scales = sorted({round(g.get("lr_scale", 1.0), 6) for g in opt.param_groups})
     assert len(scales) > 2 and scales[-1] == 1.0 and scales[0] < 0.65**4
@@ -98,7 +99,7 @@ def test_layer_decay_and_schedule():
 def test_exponential_schedule_decays_per_epoch():
     cfg = compose(["sched=exponential", "sched.gamma=0.5", "sched.lr=0.1"])
     ((_, st),) = stage_configs(cfg)
-    m = build_method(st, 7, 48, 1)
+    m = build_method(st, MethodInfo(7, 48, 1))
     opt = build_optimizer(st["optim"], st["sched"], m)
     sched = build_scheduler(st["sched"], opt, epochs=3, steps_per_epoch=4)
     sched.step_update(9)

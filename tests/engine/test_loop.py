@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from fer_core.engine.build import compose, stage_configs
 from fer_core.engine.checkpoint import load_checkpoint
-from fer_core.engine.loop import run_stages
+from fer_core.engine.recipe import run_stages
 
 
 def _stages(*extra):

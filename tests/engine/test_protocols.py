@@ -5,8 +5,8 @@ from conftest import TINY
 
 from fer_core.engine.build import compose, stage_configs
 from fer_core.engine.checkpoint import load_checkpoint
-from fer_core.engine.loop import run_stages
-from fer_core.engine.protocols import kfold_splits
+from fer_core.engine.recipe import kfold_splits, run_stages
+from fer_core.methods import MethodInfo
 
 
 def _run(splits, path, *extra, cb=None):
@@ -25,7 +25,7 @@ def test_linear_protocol_freezes_backbone(splits, tmp_path):
 
     ((_, st),) = stage_configs(compose([*TINY, "trainer.seed=1"]))
     seed_everything(derive_seed(1, 0))
-    init = build_method(st, 7, 32, 1).state_dict()
+    init = build_method(st, MethodInfo(7, 32, 1)).state_dict()
     k = "backbone.model.patch_embed.proj.weight"
     assert torch.equal(lin[k], init[k]) and not torch.equal(ft[k], init[k])
     assert not torch.equal(lin["head.fc.weight"], init["head.fc.weight"])

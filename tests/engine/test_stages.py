@@ -6,7 +6,7 @@ from conftest import TINY
 from fer_core.cache import cache_root
 from fer_core.engine import stages as stages_mod
 from fer_core.engine.build import compose, stage_configs
-from fer_core.engine.loop import run_stages
+from fer_core.engine.recipe import run_stages
 from fer_core.methods import list_methods
 
 PRE = [
@@ -29,7 +29,7 @@ def test_pretrain_stage_is_cached_and_feeds_finetune(splits, tmp_path, monkeypat
 
         return real(key, wrapped)
 
-    monkeypatch.setattr("fer_core.engine.loop.cached_stage", counting)
+    monkeypatch.setattr("fer_core.engine.recipe.cached_stage", counting)
     seen = []
     cb = lambda s, e, m, c: seen.append((s, e, sorted(m))) or True  # noqa: E731
     a = run_stages(stage_configs(compose([*TINY, *PRE])), tmp_path / "a", cb, splits=splits)
@@ -41,7 +41,7 @@ def test_pretrain_stage_is_cached_and_feeds_finetune(splits, tmp_path, monkeypat
                    tmp_path / "b", splits=splits)  # fmt: skip
     assert len(runs) == 1 and "test/uar" in b.metrics
     assert [h["stage"] for h in b.history] == ["pretrain", "finetune"]
-    assert (cache_root() / "stages" / runs[0] / "encoder.pt").is_file()
+    assert (cache_root() / "stages" / runs[0] / "handoff.pt").is_file()
 
 
 def test_stage_key_ignores_bookkeeping():

@@ -7,7 +7,7 @@ import torch
 
 from fer_core.data.base import DataSplits, FERImageSet
 from fer_core.engine.build import compose, group_options, stage_configs
-from fer_core.engine.loop import run_stages
+from fer_core.engine.recipe import run_stages
 from fer_core.methods import list_methods
 
 TINY = ["model=vit_tiny_cpu", "model.embed_dim=32", "model.depth=1", "model.num_heads=2", "trainer.batch_size=16",

@@ -79,7 +79,7 @@ def test_same_seed_same_loss_and_encoder_is_timm(name: str):
     a = m.training_step({"image": images}, _ctx(seed=5)).loss
     b = m.training_step({"image": images}, _ctx(seed=5)).loss
     assert a.item() == b.item()
-    sd = m.encoder_state_dict()
+    sd = m.handoff_state()["backbone"]
     assert "patch_embed.proj.weight" in sd and "pos_embed" in sd
     assert not any(k.startswith(("decoder", "mask_token", "head.")) for k in sd)
     fresh = _backbone()
@@ -155,7 +155,9 @@ def test_pretrain_then_linear_probe_recipe(name: str, tmp_path: Path):
     assert 0.0 <= result.metrics["test/acc"] <= 1.0
     new = set(stages_dir.glob("[!.]*")) - before
     assert len(new) == 1  # the pre-training stage was cached ...
-    encoder = torch.load(next(iter(new)) / "encoder.pt", weights_only=True)
+    handoff = torch.load(next(iter(new)) / "handoff.pt", weights_only=True)
+    assert set(handoff) == {"backbone"}  # the decoder / HOG predictor is not handed on
+    encoder = handoff["backbone"]
     assert "pos_embed" in encoder and not any(k.startswith("decoder") for k in encoder)
     last = torch.load(tmp_path / "run1/checkpoints/last.pt", weights_only=True)["model"]
     # ... and handed to the frozen (linear-protocol) backbone of the probe unchanged

@@ -7,7 +7,7 @@ import math
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from fer_core.study.overrides import override_value, to_overrides
+from fer_core.overrides import override_value, to_overrides
 from fer_core.tune import spec as tune_spec
 from fer_core.tune import trainable
 

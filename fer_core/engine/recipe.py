@@ -1,0 +1,322 @@
+"""Recipes and protocols: ``run_recipe(cfg, run_dir, on_epoch_end=None, resume=None) -> RunResult``.
+
+This module sits above the loop (``engine/loop.py`` trains one prepared stage) and holds everything
+that turns a composed config into prepared stages:
+
+- **Stages and hand-off.** Stages run in the recipe's order (``build.stage_configs``). A stage with
+  ``init_from: {stage, parts}`` starts from those parts of the earlier stage's ``handoff_state()``
+  (``methods/base.py``): ``backbone`` (timm naming), ``head``, ``teacher``, ``samples``. Before any
+  training every stage's method is built once and the parts are checked on both sides (a part the
+  earlier method cannot give or the later one cannot take is a ``ConfigError`` naming both).
+  The earlier stage hands on its best-validation weights (labelled stages) or its last ones.
+- **Stage cache.** Every stage before the last is cached under ``$FER_STUDY_CACHE/stages/<key>``
+  (``engine/stages.py``), keyed by its config, the keys of all stages before it, the data hash and
+  (inside the config) the seed, so a sweep over a last-stage knob runs each earlier stage once per
+  seed, across trials and studies.
+- **Protocols** (``trainer.protocol``): ``finetune`` (everything trains), ``linear`` (frozen
+  backbone and BatchNorm statistics; only the rest trains), ``semi`` (``trainer.semi.fraction`` or
+  ``per_class`` labelled, the rest handed to the method as unlabelled), ``transfer``
+  (``trainer.init``: the backbone of another run's checkpoint) and ``kfold`` (train+val pooled into
+  ``trainer.kfold.k`` stratified folds, 004 Table 5: fold i trains on the rest, a seeded stratified
+  10 % of it validates, and tests on fold i; ``test/*`` are the mean over folds and ``test/*_std``
+  the standard deviation, ddof=1; fold runs live in ``run_dir/fold_<i>``).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from fer_core.data.base import DataSplits, FERImageSet
+from fer_core.engine import build
+from fer_core.engine.build import ConfigError, TrainerSettings
+from fer_core.engine.checkpoint import BEST, LAST, load_checkpoint
+from fer_core.engine.logging import RunLogger
+from fer_core.engine.loop import OnEpochEnd, RunResult, StagePlan, StageTrainer
+from fer_core.engine.seed import derive_seed, seed_everything
+from fer_core.engine.stages import StageStopped, cached_stage, stage_key
+from fer_core.methods.base import Method, MethodInfo
+
+__all__ = [
+    "RunResult",
+    "check_handoffs",
+    "kfold_splits",
+    "run_kfold",
+    "run_recipe",
+    "run_stages",
+    "stage_data",
+]
+
+
+def run_recipe(
+    cfg: DictConfig | dict,
+    run_dir: Path | str,
+    on_epoch_end: OnEpochEnd | None = None,
+    resume: Path | str | None = None,
+) -> RunResult:
+    """Run every stage of ``cfg`` (from ``build.compose``) into ``run_dir`` (module docstring)."""
+    if not isinstance(cfg, DictConfig):
+        cfg = OmegaConf.create(cfg)
+    run_dir = Path(run_dir).expanduser().resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    stages = build.stage_configs(cfg)
+    last = build.trainer_settings(stages[-1][1]["trainer"])
+    resume = resume or last.resume
+    if last.protocol == "kfold":
+        return run_kfold(stages, run_dir, on_epoch_end)
+    return run_stages(stages, run_dir, on_epoch_end, resume)
+
+
+# --------------------------------------------------------------------------- data and methods
+@dataclass
+class StageData:
+    """What one stage trains and evaluates on, after its protocol."""
+
+    splits: DataSplits
+    train: FERImageSet
+    unlabelled: FERImageSet | None
+
+
+def stage_data(splits: DataSplits, s: TrainerSettings) -> StageData:
+    """The protocol's view of the data: ``semi`` splits train into labelled + unlabelled."""
+    from fer_core.data.splits import label_fraction_indices
+
+    train, unlabelled = splits.train, None
+    if s.protocol == "semi":
+        semi = s.semi or {}
+        idx = label_fraction_indices(
+            train.labels,
+            fraction=None if semi.get("per_class") else semi.get("fraction"),
+            per_class=semi.get("per_class"),
+            seed=s.seed,
+        )
+        rest = torch.ones(len(train), dtype=torch.bool)
+        rest[idx] = False
+        train, unlabelled = train.subset(idx), train.subset(torch.nonzero(rest).flatten())
+    return StageData(splits, train, unlabelled)
+
+
+def method_info(scfg: dict, data: StageData) -> MethodInfo:
+    imgs = data.train.images
+    return MethodInfo(
+        num_classes=int(data.splits.num_classes),
+        img_size=int(imgs.shape[-1]),
+        channels=int(imgs.shape[1]),
+        dataset=str(scfg["data"]["name"]),
+    )
+
+
+def build_stage_method(scfg: dict, data: StageData, s: TrainerSettings) -> Method:
+    """The stage's method; ``transfer`` starts its backbone from ``trainer.init``."""
+    init = None
+    if s.protocol == "transfer":
+        p = Path(str(s.init)).expanduser().resolve()
+        init = str(p / BEST if (p / BEST).is_file() else p / LAST) if p.is_dir() else str(p)
+    info = method_info(scfg, data)
+    return build.build_method(scfg, info, checkpoint=init)
+
+
+def freeze_for_protocol(method: Method, s: TrainerSettings) -> bool:
+    """``linear``: the backbone does not train (its BatchNorm statistics stay frozen in the loop)."""
+    if s.protocol != "linear":
+        return False
+    for p in method.backbone.parameters():
+        p.requires_grad_(False)
+    return True
+
+
+def check_handoffs(stages: list[tuple[str, dict]], methods: dict[str, Method]) -> None:
+    """Every ``init_from`` asks only for parts the earlier method gives and the later one takes."""
+    names = [n for n, _ in stages]
+    for i, (name, scfg) in enumerate(stages):
+        init = scfg.get("init_from")
+        if not init:
+            continue
+        src = init["stage"]
+        if src not in names[:i]:
+            raise ConfigError(
+                f"stage {name!r}: init_from.stage {src!r} is not an earlier stage; "
+                f"allowed: {', '.join(names[:i]) or '(none: first stage)'}"
+            )
+        gives, takes = methods[src].handoff_parts(), methods[name].handoff_parts()
+        for part in init["parts"]:
+            if part not in gives:
+                raise ConfigError(
+                    f"stage {name!r}: init_from.parts asks for {part!r}, but stage {src!r} "
+                    f"(method {methods[src].method_name!r}) has only {', '.join(gives)}"
+                )
+            if part not in takes:
+                raise ConfigError(
+                    f"stage {name!r}: init_from.parts asks for {part!r}, but its method "
+                    f"{methods[name].method_name!r} takes only {', '.join(takes)}"
+                )
+
+
+# --------------------------------------------------------------------------- the stages
+def run_stages(
+    stages: list[tuple[str, dict]],
+    run_dir: Path,
+    on_epoch_end: OnEpochEnd | None = None,
+    resume: Path | str | None = None,
+    splits: DataSplits | None = None,
+    data_tag: str = "",
+) -> RunResult:
+    """Run ``stages`` (``build.stage_configs``) into ``run_dir``; ``splits`` replaces every
+    stage's data (tests, k-fold folds), ``data_tag`` then names that data in cache keys."""
+    run_dir = Path(run_dir)
+    settings = [build.trainer_settings(scfg["trainer"]) for _, scfg in stages]
+    split_memo: dict[str, DataSplits] = {}
+
+    def splits_of(scfg: dict) -> DataSplits:
+        if splits is not None:
+            return splits
+        key = json.dumps(scfg["data"], sort_keys=True, default=str)
+        if key not in split_memo:
+            split_memo[key] = build.build_data(scfg["data"])
+        return split_memo[key]
+
+    datas = [stage_data(splits_of(scfg), s) for (_, scfg), s in zip(stages, settings)]
+    # Build every method once before any training: knob errors and hand-off parts fail early.
+    check_handoffs(
+        stages,
+        {n: build_stage_method(scfg, d, s) for (n, scfg), d, s in zip(stages, datas, settings)},
+    )
+
+    ckpt = load_checkpoint(resume) if resume else None
+    logger = RunLogger(run_dir, history=ckpt["history"] if ckpt else None)
+    handoffs: dict[str, dict] = dict(ckpt.get("handoffs", {})) if ckpt else {}
+    prev_key, step_offset = "", 0
+    final: dict[str, float] = {}
+    stopped = False
+    ran: dict[str, bool] = {}
+    try:
+        for i, (name, scfg) in enumerate(stages):
+            s, data = settings[i], datas[i]
+            tag = data_tag or data.splits.data_hash or ""
+            key = stage_key(scfg, prev_key, tag)
+            if ckpt is not None and i < int(ckpt["stage_index"]):
+                prev_key, step_offset = key, step_offset + int(s.epochs)
+                continue
+            state = ckpt if ckpt is not None and i == int(ckpt["stage_index"]) else None
+
+            def make_trainer(
+                i=i, name=name, scfg=scfg, s=s, data=data, state=state, off=step_offset
+            ):
+                seed_everything(derive_seed(s.seed, i))  # the method's initial weights
+                method = build_stage_method(scfg, data, s)
+                samples = None
+                init = scfg.get("init_from")
+                if init:
+                    parts = {p: handoffs[init["stage"]][p] for p in init["parts"]
+                             if p in handoffs[init["stage"]]}  # fmt: skip
+                    samples = parts.pop("samples", None)
+                    method.load_handoff(parts)
+                frozen = freeze_for_protocol(method, s)
+                plan = StagePlan(name, i, scfg, s, method, data.splits, data.train,
+                                 data.unlabelled, frozen, samples)  # fmt: skip
+                return StageTrainer(plan, run_dir, logger, on_epoch_end, state, off, handoffs)
+
+            if i < len(stages) - 1 and state is None:
+
+                def run(make=make_trainer, name=name) -> tuple[dict, list[dict]]:
+                    out = make().run()
+                    if out["stopped"]:
+                        raise StageStopped(name)
+                    return out["handoff"], out["history"]
+
+                handoff, hist, ran[name] = cached_stage(key, run)
+                if not ran[name]:  # a cache hit: show the cached stage in this run's logs
+                    for h in hist:
+                        metrics = {k: v for k, v in h.items() if k not in ("stage", "epoch")}
+                        logger.epoch(name, h["epoch"], metrics, step_offset + h["epoch"] + 1)
+            else:
+                out = make_trainer().run()
+                handoff, ran[name] = out["handoff"], True
+                if i == len(stages) - 1:
+                    final = out["final"]
+                if out["stopped"]:
+                    stopped = True
+                    break
+            handoffs[name] = handoff
+            prev_key, step_offset = key, step_offset + int(s.epochs)
+    except StageStopped:
+        stopped = True
+    logger.final = final
+    logger.write_json()
+    logger.close()
+    return RunResult(
+        metrics=final, history=logger.history, run_dir=run_dir, stopped=stopped,
+        extra={"ran": ran},
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- k-fold
+def _concat(a: FERImageSet, b: FERImageSet) -> FERImageSet:
+    def cat(x, y):
+        return None if x is None or y is None else torch.cat([x, y])
+
+    return FERImageSet(
+        images=torch.cat([a.images, b.images]), labels=torch.cat([a.labels, b.labels]),
+        num_classes=a.num_classes, votes=cat(a.votes, b.votes),
+        true_labels=cat(a.true_labels, b.true_labels), boxes=cat(a.boxes, b.boxes),
+        landmarks=cat(a.landmarks, b.landmarks), name=a.name, split="pool",
+        targets=cat(a.targets, b.targets),
+    )  # fmt: skip
+
+
+def kfold_splits(splits: DataSplits, k: int, seed: int) -> list[DataSplits]:
+    from fer_core.data.splits import stratified_kfold, stratified_split
+
+    pool = _concat(splits.train, splits.val)
+    out = []
+    for tr, te in stratified_kfold(pool.labels, int(k), seed=seed):
+        rest, val = stratified_split(pool.labels[tr], 0.1, seed=seed)
+        out.append(DataSplits(
+            train=pool.subset(tr[rest], "train"), val=pool.subset(tr[val], "val"),
+            test=pool.subset(te, "test"), num_classes=splits.num_classes,
+            val_is_official=False, data_hash=splits.data_hash,
+        ))  # fmt: skip
+    return out
+
+
+def run_kfold(stages: list[tuple[str, dict]], run_dir: Path, on_epoch_end=None) -> RunResult:
+    """k runs of the recipe, one per fold; returns a RunResult with mean and std of ``test/*``."""
+    last = build.trainer_settings(stages[-1][1]["trainer"])
+    k = int((last.kfold or {}).get("k", 5))
+    if k < 2:
+        raise ConfigError(f"trainer.kfold.k must be >= 2, got {k!r}")
+    splits = build.build_data(stages[-1][1]["data"])
+    results = []
+    for i, fold in enumerate(kfold_splits(splits, k, last.seed)):
+
+        def cb(stage, epoch, metrics, ckpt, i=i):
+            return (
+                True
+                if on_epoch_end is None
+                else on_epoch_end(f"fold{i}/{stage}", epoch, metrics, ckpt)
+            )
+
+        tag = f"{splits.data_hash}-kfold{k}-{i}-{last.seed}"
+        results.append(run_stages(stages, run_dir / f"fold_{i}", cb, None, fold, data_tag=tag))
+        if results[-1].stopped:
+            break
+    final: dict[str, float] = {}
+    keys = sorted({m for r in results for m in r.metrics if m.startswith(("test/", "val/"))})
+    for m in keys:
+        vals = [r.metrics[m] for r in results if m in r.metrics]
+        final[m] = statistics.fmean(vals)
+        if len(vals) > 1:
+            final[f"{m}_std"] = statistics.stdev(vals)
+    final["kfold/k"] = float(len(results))
+    history = [{**h, "fold": i} for i, r in enumerate(results) for h in r.history]
+    (run_dir / "metrics.json").write_text(
+        json.dumps({"history": history, "final": final}, indent=1)
+    )
+    return RunResult(metrics=final, history=history, run_dir=run_dir,
+                     stopped=any(r.stopped for r in results))  # fmt: skip
