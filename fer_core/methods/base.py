@@ -65,19 +65,21 @@ Example (a complete method: two views, an EMA teacher, a declared selection metr
     ...         if not 0.0 <= momentum < 1.0:
     ...             raise ValueError(f"method.momentum must be in [0, 1), got {momentum!r}")
     ...         self.head = nn.Linear(backbone.num_features, num_classes)
-    ...         self.teacher = None  # made from the student in on_train_start
-    ...         self.momentum, self.weight = momentum, weight
+    ...         self.teacher = nn.Sequential(copy.deepcopy(backbone), copy.deepcopy(self.head))
+    ...         self.teacher.requires_grad_(False)
+    ...         self.momentum, self.weight, self.teacher_given = momentum, weight, False
     ...     @property
     ...     def needs(self):  # a knob-dependent need: one view when the term is off
     ...         return MethodNeeds(views=2 if self.weight > 0 else 1)
     ...     def forward(self, images):  # [N, C, H, W] -> logits [N, num_classes]
     ...         return self.head(self.backbone.pooled(images))
-    ...     def on_train_start(self, ctx):
-    ...         if self.teacher is None:  # a hand-off may have brought one
-    ...             self.teacher = nn.Sequential(copy.deepcopy(self.backbone),
-    ...                                          copy.deepcopy(self.head)).requires_grad_(False)
-    ...     def handoff_modules(self):
-    ...         return {"head": self.head, **({"teacher": self.teacher} if self.teacher else {})}
+    ...     def load_handoff(self, parts):  # an earlier stage may hand on its teacher
+    ...         super().load_handoff(parts)
+    ...         self.teacher_given = "teacher" in parts
+    ...     def on_train_start(self, ctx):  # else the teacher starts as a copy of the student
+    ...         if not self.teacher_given:
+    ...             student = nn.Sequential(self.backbone, self.head).state_dict()
+    ...             self.teacher.load_state_dict(student)
     ...     def training_step(self, batch, ctx):
     ...         logits = self(batch["image"])
     ...         ce = F.cross_entropy(logits, batch["label"], ignore_index=-1)
@@ -98,9 +100,19 @@ Example (a complete method: two views, an EMA teacher, a declared selection metr
     >>> m = TeacherConsistency(create_backbone("resnet_tiny_cpu", img_size=32, in_chans=1), 7)
     >>> m.needs.views, m.selection_metric, m.selection_mode
     (2, 'val/uar', 'max')
-    >>> sorted(m.handoff_parts())
-    ['backbone', 'head']
+    >>> sorted(m.handoff_parts())  # "head" and "teacher": sub-modules of those names
+    ['backbone', 'head', 'teacher']
     >>> "train/consistency" in m.reported_metrics() and "test/uar" in m.reported_metrics()
+    True
+    >>> m.on_train_start(None)  # the loop passes a TrainContext; this method does not read it
+    >>> views = [torch.randn(4, 1, 32, 32), torch.randn(4, 1, 32, 32)]
+    >>> batch = {"image": views[0], "views": views, "label": torch.tensor([0, 1, 2, -1])}
+    >>> out = m.training_step(batch, None)
+    >>> sorted(out.logs), out.logits.shape, bool(out.loss > 0)
+    (['ce', 'consistency'], torch.Size([4, 7]), True)
+    >>> m2 = TeacherConsistency(create_backbone("resnet_tiny_cpu", img_size=32, in_chans=1), 7)
+    >>> m2.load_handoff(m.handoff_state())  # a later stage takes backbone, head and teacher
+    >>> all(torch.equal(a, b) for a, b in zip(m2.teacher.parameters(), m.teacher.parameters()))
     True
 
 Register it with ``@register_method("name")`` and give it a config group

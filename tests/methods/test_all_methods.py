@@ -1,4 +1,9 @@
-"""One tiny training step of every registered method, composed from its config group."""
+"""One tiny training epoch of every registered method, on the model its config group names.
+
+Each method's group (``conf/method/<name>.yaml``) names its ``test_model`` (a ViT for MIM,
+``resnet_tiny_cpu`` for methods that need feature maps); the run must report exactly the metric
+names the method declares (``Method.reported_metrics()``).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,10 @@ from fer_core.engine.build import compose, group_options, stage_configs
 from fer_core.engine.recipe import run_stages
 from fer_core.methods import list_methods
 
-TINY = ["model=vit_tiny_cpu", "model.embed_dim=32", "model.depth=1", "model.num_heads=2", "trainer.batch_size=16",
-        "trainer.epochs=1", "sched.warmup_epochs=0"]  # fmt: skip
+COMMON = ["trainer.batch_size=16", "trainer.epochs=1", "sched.warmup_epochs=0"]
+# keep every model tiny, whatever it is: only the keys its group has are set
+SHRINK_MODEL = {"embed_dim": 32, "depth": 1, "num_heads": 2}
+SHRINK_DECODER = {"depth": 1, "layers": 1, "dim": 32, "heads": 2}
 
 
 def _set(n: int, seed: int) -> FERImageSet:
@@ -27,23 +34,42 @@ def _set(n: int, seed: int) -> FERImageSet:
     )  # fmt: skip
 
 
+def _overrides(name: str) -> list[str]:
+    base = compose([f"method={name}"])
+    model = base.method.get("test_model")
+    if model not in group_options("model"):
+        pytest.fail(
+            f"conf/method/{name}.yaml must name its test_model (a model option), got {model!r}"
+        )
+    mcfg = compose([f"model={model}"]).model
+    over = [f"method={name}", f"model={model}", *COMMON]
+    over += [f"model.{k}={v}" for k, v in SHRINK_MODEL.items() if k in mcfg]
+    dec = base.method.get("decoder") or {}
+    over += [f"method.decoder.{k}={v}" for k, v in SHRINK_DECODER.items() if k in dec]
+    return over
+
+
 @pytest.mark.parametrize("name", list_methods())
-def test_method_runs_one_epoch(name, tmp_path):
+def test_method_runs_one_epoch_on_its_model(name, tmp_path):
     if name not in group_options("method"):
         pytest.fail(f"method {name!r} has no config group fer_core/conf/method/{name}.yaml")
     splits = DataSplits(train=_set(32, 0), val=_set(16, 1), test=_set(16, 2), num_classes=7)
-    base = compose([f"method={name}", *TINY])
-    shrink = {
-        "depth": 1,
-        "layers": 1,
-        "dim": 32,
-        "heads": 2,
-    }  # keep decoders tiny, whatever the method
-    dec = base.method.get("decoder") or {}
-    extra = [f"method.decoder.{k}={v}" for k, v in shrink.items() if k in dec]
-    res = run_stages(
-        stage_configs(compose([f"method={name}", *TINY, *extra])), tmp_path, splits=splits
-    )
+    stages = stage_configs(compose(_overrides(name)))
+    seen: list[dict] = []
+    res = run_stages(stages, tmp_path, lambda s, e, m, c: seen.append(m) or True, splits=splits)
     assert res.history and all(
         torch.isfinite(torch.tensor(v)) for k, v in res.history[-1].items() if isinstance(v, float)
     )
+    from fer_core.engine.build import build_method
+    from fer_core.methods import MethodInfo
+
+    method = build_method(stages[0][1], MethodInfo(7, 32, 1, "random"))
+    declared = set(method.reported_metrics())
+    reported = set(seen[-1]) | set(res.metrics)
+    assert reported == declared, (
+        f"{name}: reported but not declared {sorted(reported - declared)}; "
+        f"declared but not reported {sorted(declared - reported)}"
+    )
+    assert method.selection_metric in declared
+    assert set(method.diagnostic_metrics) <= declared
+    assert all("*" not in m for m in declared)  # exact names, no patterns
