@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from fer_core.tune.searchers.gwo import GWOSampler
+from fer_core.tune.searchers import create_searcher, runner_args
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DIM = 5
@@ -64,13 +64,11 @@ FUNCTIONS: dict[str, tuple[Callable[[np.ndarray], float], float, float]] = {
 
 
 def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
-    if name == "gwo":
-        return GWOSampler(seed=seed, n_trials=trials)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ValueError(f"sampler {name!r} is not allowed; use gwo, tpe or random")
+    """A registered searcher (``fer_core.tune.searchers``), given the trial budget if it takes one."""
+    kwargs: dict[str, Any] = {"seed": seed}
+    if "n_trials" in runner_args(name):
+        kwargs["n_trials"] = trials
+    return create_searcher(name, **kwargs)
 
 
 SAMPLERS = ("gwo", "tpe", "random")

@@ -43,17 +43,37 @@ def _random_splits(n: int, size: int = 48):
 def measure(model: str, steps: int, repeats: int, batch: int) -> dict:
     from fer_core.data.transforms import normalize
     from fer_core.engine.batches import BatchMaker
-    from fer_core.engine.build import build_method, build_optimizer, compose, stage_configs
-    from fer_core.engine.loop import RunLogger, StageTrainer
+    from fer_core.engine.build import (
+        build_method,
+        build_optimizer,
+        compose,
+        stage_configs,
+        trainer_settings,
+    )
+    from fer_core.engine.loop import RunLogger, StagePlan, StageTrainer
+    from fer_core.engine.recipe import (
+        build_stage_method,
+        freeze_for_protocol,
+        method_info,
+        stage_data,
+    )
+    from fer_core.engine.seed import derive_seed, seed_everything
 
     splits = _random_splits(steps * batch)
     cfg = compose([f"model={model}", f"trainer.batch_size={batch}", "trainer.aug.policy=none",
                    "trainer.progress=false", "sched.warmup_epochs=0"])  # fmt: skip
     ((name, st),) = stage_configs(cfg)
     tmp = Path(tempfile.mkdtemp(prefix="bench-trainer-"))
-    trainer = StageTrainer(name, 0, st, tmp, RunLogger(tmp), None, None, None, 0, {}, splits)
+    # the stage prepared as ``recipe.run_stages`` prepares it (one stage: no hand-off, no resume)
+    s = trainer_settings(st["trainer"])
+    data = stage_data(splits, s)
+    seed_everything(derive_seed(s.seed, 0))
+    method = build_stage_method(st, data, s)
+    frozen = freeze_for_protocol(method, s)
+    plan = StagePlan(name, 0, st, s, method, data.splits, data.train, data.unlabelled, frozen)
+    trainer = StageTrainer(plan, tmp, RunLogger(tmp), None, None, 0, {})
     trainer._setup()
-    bare = build_method(st, 7, 48, 1)
+    bare = build_method(st, method_info(st, data))
     bare.load_state_dict(trainer.method.state_dict())
     opt = build_optimizer(st["optim"], st["sched"], bare)
     images, labels = splits.train.images, splits.train.labels

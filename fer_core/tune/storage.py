@@ -20,6 +20,7 @@ from optuna.distributions import (
 )
 
 from fer_core.tune.searchers import create_searcher, runner_args
+from fer_core.tune.spaces import to_optuna
 from fer_core.tune.spec import StudySpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -40,37 +41,11 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 # ---------------------------------------------------------------- search space -> Optuna
 
 
-def _entry_distribution(path: str, entry: Any) -> BaseDistribution:
-    """One study-file space entry -> an Optuna distribution (fallback for ``spaces.to_optuna``)."""
-    if not isinstance(entry, dict):
-        return CategoricalDistribution([entry])
-    if "grid" in entry or "choice" in entry:
-        values = entry.get("grid", entry.get("choice"))
-        return CategoricalDistribution(list(values))
-    for kind in ("uniform", "loguniform", "int"):
-        if kind in entry:
-            lo, hi = entry[kind]
-            step = entry.get("q")
-            if kind == "int":
-                return IntDistribution(int(lo), int(hi), step=int(step or 1))
-            return FloatDistribution(
-                float(lo), float(hi), log=kind == "loguniform", step=float(step) if step else None
-            )
-    raise ValueError(
-        f"space.{path}: {entry!r} is not a distribution; use grid, choice, uniform, loguniform or int"
-    )
-
-
 def to_distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
-    """The study's space as Optuna distributions (``row`` for ablations)."""
+    """The study's space as Optuna distributions (``spaces.to_optuna``; ``row`` for ablations)."""
     if spec.ablation_rows:
         return {"row": CategoricalDistribution(list(spec.ablation_rows))}
-    try:  # the study helper's converter is the reference when it exists
-        from fer_core.tune.spaces import to_optuna
-
-        return dict(to_optuna(spec.space))
-    except ImportError:
-        return {k: _entry_distribution(k, v) for k, v in spec.space.items()}
+    return to_optuna(spec.space)
 
 
 def conditions(spec: StudySpec) -> dict[str, dict[str, Any]]:
