@@ -1,5 +1,5 @@
 """Augmentation throughput (issue 13/14): named policies (``fer_core.data.augment``) against
-today's ``transforms.BatchAugment`` (weak = crop + flip, strong = + per-image torchvision
+the replaced ``transforms.BatchAugment`` (kept below as the baseline) (weak = crop + flip, strong = + per-image torchvision
 RandAugment), in images/s on batches of uint8 images with face boxes.
 
 Every row is timed in the same run, interleaved over repeats (median), so the ratios compare like
@@ -17,11 +17,61 @@ import time
 from pathlib import Path
 
 import torch
+from torchvision.transforms import v2
+
+from fer_core.data.transforms import normalize, random_crop_flip
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHAPES = ((1, 48), (3, 224))  # (channels, px): SynthFER / FER2013-like grey, and paper-size RGB
 POLICIES = ("none", "crop_flip", "weak", "strong", "simclr", "erase")
 BASELINE = {"crop_flip": "weak", "strong": "strong"}  # the BatchAugment policy each compares to
+
+
+class BatchAugment:  # the replaced fer_core.data.transforms.BatchAugment, kept as the baseline
+    """A policy applied to uint8 batches: ``aug(images, generator, boxes) -> (float images, boxes)``.
+
+    Output images are normalised float [N, C, H, W].
+    """
+
+    def __init__(
+        self,
+        policy: str = "weak",
+        crop_pad: int = 4,
+        flip: bool = True,
+        randaug_n: int = 2,
+        randaug_m: int = 9,
+    ) -> None:
+        if policy not in ("none", "weak", "strong"):
+            raise ValueError(f"policy must be one of none, weak, strong, got {policy!r}")
+        if int(crop_pad) < 0:
+            raise ValueError(f"trainer.aug.crop_pad must be >= 0, got {crop_pad!r}")
+        self.policy = policy
+        self.crop_pad = int(crop_pad)
+        self.flip = bool(flip)
+        self.randaug = (
+            v2.RandAugment(num_ops=int(randaug_n), magnitude=int(randaug_m))
+            if policy == "strong"
+            else None
+        )
+
+    def __call__(
+        self,
+        images: torch.Tensor,
+        generator: torch.Generator,
+        boxes: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if images.dtype != torch.uint8:
+            raise ValueError(f"BatchAugment expects uint8 images, got {images.dtype}")
+        if self.policy != "none":
+            images, boxes = random_crop_flip(images, generator, self.crop_pad, self.flip, boxes)
+        if self.randaug is not None:
+            # RandAugment draws from torch's global RNG: seed it from our generator (repeatable).
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+            state = torch.random.get_rng_state()
+            torch.manual_seed(seed)
+            images = torch.stack([self.randaug(img) for img in images])
+            torch.random.set_rng_state(state)
+        return normalize(images), boxes
 
 
 def _time(fn, images, boxes, batches: int) -> float:
@@ -34,7 +84,6 @@ def _time(fn, images, boxes, batches: int) -> float:
 
 def measure(channels: int, px: int, batch: int, batches: int, repeats: int) -> list[dict]:
     from fer_core.data.augment import load_policy
-    from fer_core.data.transforms import BatchAugment
 
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (batch, channels, px, px), generator=g, dtype=torch.uint8)

@@ -1,26 +1,82 @@
 """Batches cut from in-memory uint8 splits, shaped by what the method needs (methods/base.py).
 
 No DataLoader: every split is one uint8 tensor (the decoded-image cache), so a batch is an index
-into it plus a batch-level augmentation; this keeps the loader far faster than the model.
+into it plus per-sample augmentation by named policies (``fer_core/data/augment.py``,
+``fer_core/conf/aug/``); this keeps the loader far faster than the model.
+
+Views: a method that declares ``views`` (a list of policy names, e.g. ``[simclr, simclr]``,
+overridable as ``method.views=[weak,strong]``) gets one view per name; otherwise every view uses
+``trainer.aug.policy`` (``auto``: none on SynthFER, ``crop_flip`` on real data). Face boxes follow
+every geometric transform of every view. The unlabelled stream (``needs.unlabelled``) draws
+``trainer.semi.unlabelled_ratio`` unlabelled samples per labelled one, without replacement within
+an epoch, each with its own views (``trainer.semi.unlabelled_views``, default ``[weak, strong]``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 
+from fer_core.data.augment import load_policy
 from fer_core.data.base import FERImageSet
-from fer_core.data.transforms import BatchAugment, normalize, resolve_policy
+from fer_core.data.transforms import normalize, resolve_policy
 from fer_core.methods.base import MethodNeeds
+
+DEFAULT_UNLABELLED_VIEWS = (
+    "weak",
+    "strong",
+)  # 004 Sec. 4.2: the teacher's weak, the student's strong
 
 
 def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.to(device, non_blocking=True)
 
 
+def view_names(
+    views: Sequence[str] | None, needs: MethodNeeds, policy: str, dataset: str
+) -> list[str]:
+    """The policy of each view: ``method.views`` when the method declares them, else
+    ``trainer.aug.policy`` (resolved for ``dataset``) for every view. Checks names and length."""
+    if views is None:
+        names = [resolve_policy(policy, dataset)] * max(1, int(needs.views))
+        where = "trainer.aug.policy"
+    else:
+        names = [str(v) for v in views]
+        where = "method.views"
+        if len(names) != int(needs.views):
+            raise ValueError(
+                f"method.views has {len(names)} polic{'y' if len(names) == 1 else 'ies'} "
+                f"{names}, but the method needs {needs.views} view(s); give exactly {needs.views}"
+            )
+    for n in dict.fromkeys(names):
+        try:
+            load_policy(n)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from e
+    return names
+
+
+def unlabelled_settings(semi: dict | None) -> tuple[float, list[str]]:
+    """``(trainer.semi.unlabelled_ratio, trainer.semi.unlabelled_views)``, checked."""
+    semi = semi or {}
+    ratio = semi.get("unlabelled_ratio", 1.0)
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 0:
+        raise ValueError(f"trainer.semi.unlabelled_ratio must be a number > 0, got {ratio!r}")
+    views = semi.get("unlabelled_views") or list(DEFAULT_UNLABELLED_VIEWS)
+    for n in dict.fromkeys(views):
+        try:
+            load_policy(str(n))
+        except ValueError as e:
+            raise ValueError(f"trainer.semi.unlabelled_views: {e}") from e
+    return float(ratio), [str(v) for v in views]
+
+
 class BatchMaker:
-    """``make(idx, generator) -> batch dict`` for one training split (see methods/base.py)."""
+    """``make(idx, generator) -> batch dict`` for one training split (see methods/base.py).
+
+    Call ``start_epoch(generator)`` before an epoch's first batch (the unlabelled stream's order).
+    """
 
     def __init__(
         self,
@@ -30,43 +86,72 @@ class BatchMaker:
         device: torch.device,
         unlabelled: FERImageSet | None = None,
         channels_last: bool = False,
+        views: Sequence[str] | None = None,
+        semi: dict | None = None,
     ) -> None:
         self.ds = train
         self.needs = needs
         self.device = device
-        aug = {**aug, "policy": resolve_policy(aug.get("policy", "auto"), train.name)}
-        self.policy = aug["policy"]
-        self.aug = BatchAugment(**aug)
+        self.policy = resolve_policy(aug.get("policy", "auto"), train.name)
+        self.views = view_names(views, needs, aug.get("policy", "auto"), train.name)
+        self._policies = {n: load_policy(n) for n in self.views}
         self.channels_last = channels_last
         self.unlabelled = unlabelled if unlabelled is not None else train
+        self.u_ratio, self.u_views = 1.0, []
         if needs.unlabelled:
-            self.weak = BatchAugment(**{**aug, "policy": "weak"})
-            self.strong = BatchAugment(**{**aug, "policy": "strong"})
+            self.u_ratio, self.u_views = unlabelled_settings(semi)
+            self._policies.update({n: load_policy(n) for n in self.u_views})
+        self._uperm: torch.Tensor | None = None
+        self._upos = 0
 
     def _img(self, x: torch.Tensor) -> torch.Tensor:
         x = _to(x, self.device)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
+    def _boxes(self, ds: FERImageSet, idx: torch.Tensor, n_hw: tuple[int, int]) -> torch.Tensor:
+        if ds.boxes is not None:
+            return ds.boxes[idx].float()
+        h, w = n_hw  # no face boxes: the whole image
+        return torch.tensor([0.0, 0.0, float(w), float(h)]).expand(len(idx), 4).clone()
+
+    def _views(self, images, names, g, boxes):
+        xs, bs = [], []
+        for name in names:
+            x, b = self._policies[name](images, g, boxes)
+            xs.append(self._img(x))
+            bs.append(None if b is None else _to(b.float(), self.device))
+        return xs, bs
+
+    def start_epoch(self, g: torch.Generator) -> None:
+        """A new order of the unlabelled pool (sampling without replacement within an epoch)."""
+        if self.needs.unlabelled:
+            self._uperm, self._upos = torch.randperm(len(self.unlabelled), generator=g), 0
+
+    def _next_unlabelled(self, n: int, g: torch.Generator) -> torch.Tensor:
+        out = []
+        while n > 0:
+            if self._uperm is None or self._upos >= len(self._uperm):
+                self._uperm, self._upos = torch.randperm(len(self.unlabelled), generator=g), 0
+            take = self._uperm[self._upos : self._upos + n]
+            self._upos += len(take)
+            n -= len(take)
+            out.append(take)
+        return torch.cat(out)
+
     def make(self, idx: torch.Tensor, g: torch.Generator) -> dict:
         ds, needs = self.ds, self.needs
         images = ds.images[idx]
-        boxes = ds.boxes[idx] if needs.boxes and ds.boxes is not None else None
-        if needs.boxes and boxes is None:  # no face boxes: the whole image
-            h, w = images.shape[-2:]
-            boxes = torch.tensor([0.0, 0.0, w, h]).expand(len(idx), 4).clone()
-        x, boxes = self.aug(images, g, boxes)
+        boxes = self._boxes(ds, idx, images.shape[-2:]) if needs.boxes else None
+        views, vboxes = self._views(images, self.views, g, boxes)
         batch: dict = {
-            "image": self._img(x),
+            "image": views[0],
             "label": _to(ds.labels[idx], self.device),
             "index": _to(idx, self.device),
         }
         if needs.views >= 2:
-            views = [batch["image"]]
-            for _ in range(needs.views - 1):
-                views.append(self._img(self.aug(images, g)[0]))
             batch["views"] = views
-        if boxes is not None:
-            batch["box"] = _to(boxes.float(), self.device)
+        if needs.boxes:
+            batch["box"], batch["boxes"] = vboxes[0], vboxes
         if ds.true_labels is not None:
             batch["true_label"] = _to(ds.true_labels[idx], self.device)
         if ds.votes is not None:
@@ -75,13 +160,16 @@ class BatchMaker:
             batch["target"] = _to(ds.targets[idx].float(), self.device)
         if needs.unlabelled:
             pool = self.unlabelled
-            uidx = torch.randint(0, len(pool), (len(idx),), generator=g)
+            uidx = self._next_unlabelled(max(1, round(self.u_ratio * len(idx))), g)
             u = pool.images[uidx]
-            batch["unlabelled"] = {
-                "weak": self._img(self.weak(u, g)[0]),
-                "strong": self._img(self.strong(u, g)[0]),
-                "index": _to(uidx, self.device),
-            }
+            ub = self._boxes(pool, uidx, u.shape[-2:]) if needs.boxes else None
+            uviews, uboxes = self._views(u, self.u_views, g, ub)
+            ubatch: dict = {"views": uviews, "index": _to(uidx, self.device)}
+            if needs.boxes:
+                ubatch["boxes"] = uboxes
+            if len(set(self.u_views)) == len(self.u_views):  # by name, e.g. "weak", "strong"
+                ubatch.update(zip(self.u_views, uviews))
+            batch["unlabelled"] = ubatch
         return batch
 
 

@@ -100,8 +100,9 @@ class StageTrainer:
         self.select, self.mode = selection(self.method, s.select_metric, self.name)
         train = self.train_set
         self.batches = BatchMaker(
-            train, self.needs, s.aug, self.device, plan.unlabelled, self.channels_last
-        )
+            train, self.needs, s.aug, self.device, plan.unlabelled, self.channels_last,
+            views=self.method.views, semi=s.semi,
+        )  # fmt: skip
         bs = int(s.batch_size)
         self.drop_last = len(train) >= bs
         self.steps = len(train) // bs if self.drop_last else 1
@@ -152,6 +153,7 @@ class StageTrainer:
         method.on_epoch_start(epoch)
         n, bs = len(self.train_set), int(s.batch_size)
         perm = torch.randperm(n, generator=g)
+        self.batches.start_epoch(g)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
         seen = torch.zeros((), device=self.device)

@@ -34,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fer_core.data.base import DataSplits, FERImageSet
 from fer_core.engine import build
+from fer_core.engine.batches import unlabelled_settings, view_names
 from fer_core.engine.build import ConfigError, TrainerSettings
 from fer_core.engine.checkpoint import BEST, LAST, load_checkpoint
 from fer_core.engine.logging import RunLogger
@@ -119,7 +120,14 @@ def build_stage_method(scfg: dict, data: StageData, s: TrainerSettings) -> Metho
         p = Path(str(s.init)).expanduser().resolve()
         init = str(p / BEST if (p / BEST).is_file() else p / LAST) if p.is_dir() else str(p)
     info = method_info(scfg, data)
-    return build.build_method(scfg, info, checkpoint=init)
+    method = build.build_method(scfg, info, checkpoint=init)
+    try:  # views and the unlabelled stream: bad policy names or counts fail before training
+        view_names(method.views, method.needs, (s.aug or {}).get("policy", "auto"), info.dataset)
+        if method.needs.unlabelled:
+            unlabelled_settings(s.semi)
+    except ValueError as e:
+        raise ConfigError(f"stage method {method.method_name!r}: {e}") from e
+    return method
 
 
 def freeze_for_protocol(method: Method, s: TrainerSettings) -> bool:

@@ -11,11 +11,16 @@ What a method declares in ``needs`` decides what its batches hold. ``needs`` is 
 ==================  =========================================================================
 ``needs.views=2``   ``batch["views"]``: two independently augmented views, each float [N, C, H, W]
                     (contrastive losses: 000 SCL/MSCL, 003 CLBS).  ``batch["image"]`` is view 0.
+                    Each view's policy: the method's ``views`` knob (a list of policy names of
+                    ``fer_core/conf/aug/``, e.g. ``[simclr, simclr]``) or ``trainer.aug.policy``.
 ``needs.labels``    False for label-free pre-training (MAE, MaskFeat): the stage reports
                     ``mim/loss`` instead of accuracy and ``predict`` is not used.
-``needs.boxes``     ``batch["box"]``: float [N, 4] face boxes of the *augmented* images (FaceMix).
-``needs.unlabelled`` ``batch["unlabelled"]``: a dict with ``weak`` and ``strong`` float views of an
-                    unlabelled batch beside the labelled one (004's EMA-teacher stage).
+``needs.boxes``     ``batch["box"]``: float [N, 4] face boxes of the *augmented* view 0 (FaceMix);
+                    ``batch["boxes"]``: one such tensor per view (boxes follow every view).
+``needs.unlabelled`` ``batch["unlabelled"]``: ``views`` (one per ``trainer.semi.unlabelled_views``,
+                    default ``[weak, strong]``; also keyed by policy name), ``index`` and, with
+                    boxes, ``boxes``: ``trainer.semi.unlabelled_ratio`` unlabelled samples per
+                    labelled one, without replacement within an epoch (004's EMA-teacher stage).
 ==================  =========================================================================
 
 Every batch also holds ``image`` (float [N, C, H, W], normalised), ``label`` (long [N], -1 = none),
@@ -246,6 +251,7 @@ class Method(nn.Module):
         num_classes: int,
         *,
         info: MethodInfo | None = None,
+        views: list[str] | tuple[str, ...] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__()
@@ -261,6 +267,9 @@ class Method(nn.Module):
         self.backbone = backbone
         self.num_classes = num_classes
         self.info = info if info is not None else MethodInfo(num_classes=num_classes)
+        # augmentation policy per view (None: trainer.aug.policy); checked against needs.views
+        # by the loop before training (engine/batches.py view_names)
+        self.views = None if views is None else tuple(str(v) for v in views)
 
     # --- the step -------------------------------------------------------------------------
     def training_step(self, batch: dict, ctx: StepContext) -> StepOutput:

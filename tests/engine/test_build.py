@@ -39,7 +39,7 @@ def test_defaults_are_cpu_vit_on_synthfer():
         (["model=vit_tiny"], ["model", "vit_tiny_cpu", "allowed"]),
         (["trainer.epoch=3"], ["trainer.epoch", "Did you mean", "trainer.epochs"]),
         (["trainer.epochs=abc"], ["trainer.epochs", "number", "abc"]),
-        (["trainer.aug.flip=3"], ["trainer.aug.flip", "bool"]),
+        (["trainer.deterministic=3"], ["trainer.deterministic", "bool"]),
         (["model._target_=os.system"], ["_target_"]),
         (["+trainer.foo=1"], ["adding"]),
         (["foo=1"], ["foo"]),
