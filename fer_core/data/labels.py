@@ -7,6 +7,7 @@ Votes are ``[N, 10]`` counts in ``VOTE_COLUMNS`` order (8 emotions in FERPlus or
 
 from __future__ import annotations
 
+import math
 import sys
 
 import torch
@@ -32,15 +33,19 @@ def _check_classes(num_classes: int) -> None:
         raise ValueError(f"num_classes must be 7 or 8, got {num_classes!r}")
 
 
-def vote_candidates(votes: torch.Tensor, k: int, num_classes: int = 8) -> torch.Tensor:
+def vote_candidates(
+    votes: torch.Tensor, k: int, num_classes: int = 8, min_votes: float = 2.0
+) -> torch.Tensor:
     """Vote-based candidate label sets (INTERFACES.md "Labels").
 
-    The candidates of a sample are its ``k`` largest non-zero emotion vote counts, ties at the
-    k-th place included; ``unknown`` and ``NF`` never count (nor ``contempt`` when
-    ``num_classes`` is 7). A sample without any emotion vote gets an empty set.
+    The candidates of a sample are its ``k`` largest emotion vote counts of at least ``min_votes``,
+    ties at the k-th place included; ``unknown`` and ``NF`` never count (nor ``contempt`` when
+    ``num_classes`` is 7). ``min_votes=2`` drops single stray votes as outliers, as FERPlus's
+    reference code does (``_process_data``: counts of 1 are zeroed); ``min_votes`` <= 1 keeps every
+    non-zero count. A sample without such a vote gets an empty set.
 
     Args:
-        votes: [N, 10] counts. k: >= 1. num_classes: 7 or 8.
+        votes: [N, 10] counts. k: >= 1. num_classes: 7 or 8. min_votes: > 0.
     Returns:
         bool [N, num_classes].
     """
@@ -48,10 +53,25 @@ def vote_candidates(votes: torch.Tensor, k: int, num_classes: int = 8) -> torch.
     _check_classes(num_classes)
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    if not min_votes > 0:
+        raise ValueError(f"min_votes must be > 0, got {min_votes!r}")
     emo = votes[:, :num_classes]
+    emo = torch.where(emo >= min_votes, emo, torch.zeros_like(emo))
     kk = min(k, num_classes)
     kth = emo.topk(kk, dim=1).values[:, kk - 1 : kk]  # [N, 1] the k-th largest count
     return (emo >= kth) & (emo > 0)
+
+
+def vote_entropy(votes: torch.Tensor, num_classes: int = 8) -> torch.Tensor:
+    """Normalised entropy of the emotion votes, ``H(v / |v|) / log(num_classes)``: float [N] in
+    [0, 1] (0: unanimous; 1: spread evenly). Rows without an emotion vote get 0."""
+    votes = _check_votes(votes)
+    _check_classes(num_classes)
+    emo = votes[:, :num_classes]
+    total = emo.sum(dim=1, keepdim=True)
+    p = emo / total.clamp_min(1e-12)
+    h = -(p * torch.log(p.clamp_min(1e-12))).sum(dim=1)
+    return torch.where(total.squeeze(1) > 0, h / math.log(num_classes), torch.zeros_like(h))
 
 
 def majority_labels(

@@ -9,13 +9,16 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from torch import nn
 
 from fer_core.data.base import FERImageSet
-from fer_core.data.labels import vote_candidates
+from fer_core.data.labels import vote_candidates, vote_entropy
 from fer_core.losses.pll import uniform_confidence
+from fer_core.losses.uniform import optimal_positions
 from fer_core.methods import StepContext, TrainContext, create_method, list_methods
+from fer_core.methods._pll_sets import adversarial_flips
 from fer_core.methods.pll import PartialLabelLearning
 
 REPO = Path(__file__).resolve().parents[2]
@@ -237,11 +240,107 @@ def test_bad_knobs_raise():
         ({"revision_start_epoch": -1}, "revision.start_epoch"),
         ({"uniform_tau": 0.0}, "uniform.tau"),
         ({"decoder_heads": 5}, "decoder.dim"),
+        ({"labels_ambiguous": "noisy"}, "labels.ambiguous"),
+        ({"labels_attack_eps": 0.0}, "labels.attack_eps"),
+        ({"labels_attack_steps": 0}, "labels.attack_steps"),
+        ({"labels_entropy_threshold": 1.0}, "labels.entropy_threshold"),
+        ({"uniform_mode": "fixed"}, "uniform.mode"),
     ]:
         with pytest.raises(ValueError, match=msg):
             create_method("pll", TinyBackbone(), C, **knobs)
     with pytest.raises(TypeError, match="unknown settings"):
         create_method("pll", TinyBackbone(), C, revision_enabled=True)
+
+
+def test_stray_single_votes_are_not_candidates():
+    ts = _train_set()
+    ts.votes[0, 5] = 1.0  # one annotator's stray vote
+    m = _method(ts)
+    assert not m.candidates[0, 5] and m.candidates[0].sum() == 2
+
+
+def test_vote_entropy_gives_sets_to_the_ambiguous_only():
+    ts = _train_set()
+    ts.votes[::3, :C] = 0.0
+    ts.votes[torch.arange(0, N, 3), ts.labels[::3]] = 10.0  # unanimous: not ambiguous
+    m = _method(ts, labels_ambiguous="vote_entropy", labels_entropy_threshold=0.2)
+    amb = vote_entropy(ts.votes, C) > 0.2
+    assert torch.equal(m.ambiguous, amb) and 0 < amb.sum() < N
+    sets = vote_candidates(ts.votes, 2, num_classes=C)
+    assert torch.equal(m.candidates[amb], sets[amb])
+    assert torch.equal(m.candidates[~amb], F.one_hot(ts.labels[~amb], C).bool())
+    metrics = m.on_epoch_end(0)
+    assert metrics["pll/ambiguous"] == pytest.approx(amb.float().mean().item())
+    assert metrics["pll/ambiguous_coverage"] == 1.0
+    with pytest.raises(ValueError, match="vote_entropy needs annotator votes"):
+        _method(_train_set(votes=False), labels_ambiguous="vote_entropy")
+
+
+class _TwoFeatures(nn.Module):
+    """pooled(x) = the first two pixels: a warm-up model whose attack is worked by hand."""
+
+    def pooled(self, x):
+        return x.flatten(1)[:, :2]
+
+
+def test_fgsm_flip_by_hand():
+    # Class means (1, 0) and (0, 1). Features (1, 0.9): class 0 by a small angle; FGSM with
+    # eps = 0.1 px moves each input 0.1 / 0.5 = 0.2 against class 0: (0.8, 1.1) -> class 1.
+    # Features (1, 0.1): (0.8, 0.3) stays class 0. A tiny eps flips neither.
+    x = torch.tensor([[1.0, 0.9, 0.0, 0.0], [1.0, 0.1, 0.0, 0.0]])
+    protos = torch.eye(2)
+    batches = [{"image": x, "index": torch.arange(2)}]
+    flips = adversarial_flips(_TwoFeatures(), protos, iter(batches), 2, eps=0.1, steps=1)
+    assert flips.tolist() == [True, False]
+    assert not adversarial_flips(_TwoFeatures(), protos, iter(batches), 2, eps=1e-4).any()
+    # PGD with the same radius reaches the same flip in smaller steps
+    flips = adversarial_flips(_TwoFeatures(), protos, iter(batches), 2, eps=0.1, steps=4)
+    assert flips.tolist() == [True, False]
+
+
+def test_adversarial_ambiguity_keeps_clear_samples_singletons():
+    ts = _train_set()
+    m = _method(ts, labels_ambiguous="adversarial", labels_attack_eps=1e-6)
+    assert not m.ambiguous.any()
+    assert torch.equal(m.candidates, F.one_hot(ts.labels, C).bool())
+    m = _method(ts, labels_ambiguous="adversarial", labels_attack_eps=0.5, labels_attack_steps=3)
+    assert m.ambiguous.any()
+    sets = vote_candidates(ts.votes, 2, num_classes=C)
+    assert torch.equal(m.candidates[m.ambiguous], sets[m.ambiguous])
+    assert (m.candidates[~m.ambiguous].sum(dim=1) == 1).all()
+    state = m.method_state()
+    assert torch.equal(state["ambiguous"], m.ambiguous)
+
+
+def test_precompute_starts_the_queries_on_the_optimal_positions():
+    m = _method(decoder_layers=1, decoder_heads=2)  # uniform.mode=precompute (default)
+    q = F.normalize(m.decoder.query_embed.detach(), dim=1)
+    cos = (q @ q.T)[~torch.eye(C, dtype=torch.bool)]
+    assert (cos + 1 / (C - 1)).abs().max() < 1e-4  # the regular simplex: K <= d + 1
+    torch.testing.assert_close(F.normalize(m.uniform_targets, dim=1), q)
+    out = m.training_step(_batch(_train_set(), torch.arange(N)), _step_ctx())
+    assert out.logs["pll/uniform"].item() == pytest.approx(0.0, abs=1e-6)
+    # a handed-over head keeps its queries; the targets are rotated towards them
+    head = {k: torch.randn_like(v) for k, v in m.decoder.state_dict().items()}
+    torch.manual_seed(0)
+    m2 = create_method("pll", TinyBackbone(), C, decoder_layers=1, decoder_heads=2)
+    m2.load_handoff({"head": head})
+    m2.on_train_start(_ctx(_train_set()))
+    torch.testing.assert_close(m2.decoder.query_embed.detach(), head["query_embed"])
+    pos = optimal_positions(C, 16, 0.001, seed=0).float()
+    assert (m2.uniform_targets @ m2.uniform_targets.T - pos @ pos.T).abs().max() < 1e-4
+
+
+def test_regularize_at_paper_tau_has_a_gradient_only_without_self():
+    norms = {}
+    for exclude_self in (False, True):
+        m = _method(uniform_mode="regularize", uniform_exclude_self=exclude_self)  # tau 0.001
+        out = m.training_step(_batch(_train_set(), torch.arange(N)), _step_ctx())
+        assert out.logs["pll/uniform"].item() == pytest.approx(m.uniform_term().item())
+        (grad,) = torch.autograd.grad(m.uniform_term(), m.decoder.query_embed)
+        norms[exclude_self] = grad.norm().item()
+    assert norms[True] > 1e-3  # Done-when: not negligible at tau = 0.001 with exclude_self
+    assert norms[False] < 1e-3  # Eq. 2 as printed: float32 round-off
 
 
 @pytest.mark.parametrize("model", ["vit_tiny_cpu", "resnet_tiny_cpu"])
