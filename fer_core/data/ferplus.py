@@ -6,7 +6,9 @@ disgust, fear, contempt, unknown, NF). Splits: ``Training`` -> train, ``PublicTe
 code's ``majority``, ``probability``, ``crossentropy``, ``multi_target``, or ``votes`` = the
 normalised raw votes); val and test always use ``majority``, as the reference code evaluates.
 Rows whose result is unknown/NF (or contempt with ``num_classes`` 7) are dropped; rows with no
-image name are skipped. The raw votes of every kept row are in ``votes``.
+image name are skipped. The raw votes of every kept row are in ``votes``; the training split's
+``meta["label_mode"]`` names the mode, so that the method ``ce`` trains it as the reference
+(``probability``: a label drawn per use; ``multi_target``: the reference's loss).
 """
 
 from __future__ import annotations
@@ -173,7 +175,7 @@ def build_ferplus(
             f"ferplus: {missing[0]} is missing under data.root; expected layout:\n{LAYOUT}"
         )
     key = {"root": str(path), "labels": file_digest(*ann), "label_mode": label_mode}
-    return load_real(
+    splits = load_real(
         "ferplus",
         lambda: parse(path, label_mode, num_classes),
         key,
@@ -184,6 +186,9 @@ def build_ferplus(
         val_fraction=val_fraction,
         seed=seed,
     )
+    # The method trains the mode as the reference does (fer_core/methods/ce.py): tell it which.
+    splits.train.meta["label_mode"] = label_mode
+    return splits
 
 
 register_layout(

@@ -1,9 +1,17 @@
 """Cross-entropy classification: the baseline of every paper (hard or soft labels).
 
 Knobs (``conf/method/ce.yaml``): ``label_smoothing`` (torch's), ``soft_labels`` (train against
-the dataset's soft targets, e.g. FERPlus label modes, or the normalised emotion votes; the
-"probability" label mode of FERPlus), ``class_balanced`` (inverse class-frequency weights,
-normalised to mean 1 over the classes present), ``dropout`` before the linear head.
+the dataset's soft targets or, without any, the normalised emotion votes), ``class_balanced``
+(inverse class-frequency weights, normalised to mean 1 over the classes present), ``dropout``
+before the linear head.
+
+FERPlus label modes (``data.label_mode``; the training set carries it as ``meta["label_mode"]``)
+train as Microsoft's reference code does (:mod:`fer_core.losses.ferplus`), whatever
+``soft_labels`` says, since the reference's ``training_mode`` fixes both target and loss:
+``majority`` hard cross-entropy; ``crossentropy`` (and this project's ``votes``) cross-entropy
+against the soft target; ``probability`` a one-hot label drawn from the target each time a sample
+is used (the trial's generator); ``multi_target`` ``-log max_k (t'_k p_k)`` over the kept classes
+(no class weights or label smoothing: the reference has neither).
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fer_core.losses.ferplus import multi_target_loss, sample_labels
 from fer_core.methods.base import Method, StepContext, StepOutput, TrainContext, register_method
 from fer_core.models.heads import ClassifierHead
 
@@ -40,12 +49,14 @@ class CrossEntropy(Method):
         self.soft_labels = bool(soft_labels)
         self.class_balanced = bool(class_balanced)
         self.register_buffer("class_weight", torch.ones(num_classes), persistent=False)
+        self.label_mode: str | None = None  # the training set's FERPlus label mode, if any
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images [N, C, H, W] -> logits [N, num_classes]."""
         return self.head(self.backbone.pooled(images))
 
     def on_train_start(self, ctx: TrainContext) -> None:
+        self.label_mode = (getattr(ctx.train_set, "meta", None) or {}).get("label_mode")
         if not self.class_balanced:
             return
         labels = ctx.train_set.labels
@@ -67,7 +78,15 @@ class CrossEntropy(Method):
     def training_step(self, batch: dict, ctx: StepContext) -> StepOutput:
         logits = self(batch["image"])
         weight = self.class_weight if self.class_balanced else None
-        target = self._soft_target(batch) if self.soft_labels else None
+        mode = self.label_mode if "target" in batch else None
+        if mode == "multi_target":
+            loss = multi_target_loss(logits.float(), batch["target"].float())
+            return StepOutput(loss=loss, logs={"ce": loss.detach()}, logits=logits.detach())
+        soft = self.soft_labels or mode in ("crossentropy", "votes")
+        target = self._soft_target(batch) if soft and mode != "probability" else None
+        label = batch["label"]
+        if mode == "probability":
+            label = sample_labels(batch["target"], ctx.generator)
         if target is not None:
             if self.label_smoothing:
                 target = (
@@ -79,7 +98,7 @@ class CrossEntropy(Method):
         else:
             loss = F.cross_entropy(
                 logits.float(),
-                batch["label"],
+                label,
                 weight=weight,
                 label_smoothing=self.label_smoothing,
                 ignore_index=-1,

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from fer_core.data.ferplus import read_votes
-from fer_core.data.labels import ferplus_label_mode, majority_labels, vote_candidates
+from fer_core.data.labels import (
+    ferplus_label_mode,
+    majority_labels,
+    vote_candidates,
+    vote_entropy,
+)
 
 
 def V(*rows):
@@ -36,6 +43,34 @@ def test_vote_candidates_rule():
         vote_candidates(votes, 0)
     with pytest.raises(ValueError, match=r"\[N, 10\]"):
         vote_candidates(torch.zeros(3, 8), 2)
+
+
+def test_single_stray_votes_are_not_candidates():
+    votes = V(
+        [6, 1, 1, 0, 0, 0, 0, 0, 2, 0],  # two stray votes: the set is the top class alone
+        [5, 2, 1, 0, 0, 0, 0, 0, 0, 0],  # the 2-vote class stays, the stray one goes
+        [1, 1, 1, 1, 0, 0, 0, 0, 6, 0],  # only strays: empty (the method uses the hard label)
+    )
+    c = vote_candidates(votes, 2)
+    assert [r.nonzero().flatten().tolist() for r in c] == [[0], [0, 1], []]
+    # min_votes=1 keeps every non-zero count (the rule before the reference's outlier removal)
+    c1 = vote_candidates(votes, 2, min_votes=1)
+    assert c1[0].nonzero().flatten().tolist() == [0, 1, 2] and c1[2].sum() == 4
+
+
+def test_vote_entropy_by_hand():
+    votes = V(
+        [10, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        [5, 5, 0, 0, 0, 0, 0, 0, 3, 0],  # unknown does not count
+        [1, 1, 1, 1, 1, 1, 1, 1, 0, 0],
+        [0, 0, 0, 0, 0, 0, 0, 0, 4, 6],
+    )
+    h = vote_entropy(votes)
+    want = [0.0, math.log(2) / math.log(8), 1.0, 0.0]
+    assert torch.allclose(h, torch.tensor(want), atol=1e-6)
+    assert vote_entropy(votes[1:2], num_classes=7).item() == pytest.approx(
+        math.log(2) / math.log(7), abs=1e-6
+    )
 
 
 def test_majority_labels():

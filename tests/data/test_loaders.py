@@ -113,6 +113,8 @@ def test_ferplus_fixture_modes(tmp_path):
         p.train.targets[0, [0, 4]], torch.tensor([4 / 7, 3 / 7])
     )
     assert p.train[0]["target"].shape == (8,)
+    assert p.train.meta["label_mode"] == "probability"  # the method trains it as the reference
+    assert s.train.meta["label_mode"] == "majority"
     assert len(p.test) == 2  # val / test always use majority, as the reference code evaluates
     s7 = build_splits("ferplus", root=str(root), num_classes=7)
     assert s7.test.labels.tolist() == [3]  # the contempt row is dropped
