@@ -14,6 +14,8 @@ Generative story of one sample (all draws from a generator seeded by ``(seed, sp
 4. 10 annotators (FERPlus's 10 vote columns): each perceives ``e + N(0, annotator_noise)``
    (1.5x the noise when the face is occluded) and votes ``softmax(-||e' - P_c||^2 / 0.1)``;
    a vote is ``unknown`` with probability ``unknown_rate`` and ``NF`` with 0.005 (0.03 occluded).
+   With ``vote_source="real_ferplus"`` the 10 votes are instead those of a real FERPlus training
+   image whose plurality emotion is the true class (``ferplus_votes.py``; seeded, cached).
 
 The training label is the plurality of the emotion votes (``label_source="votes"``, like FERPlus,
 ties broken at random, seeded) or the generating class (``label_source="true"``); the generating
@@ -61,6 +63,7 @@ SPLIT_IDS = {"train": 1, "val": 2, "test": 3}
 VOTE_TEMPERATURE = 0.1
 IDIOSYNCRATIC_NOISE = 0.12
 CHUNK = 512  # rendering batch; fixed so that results do not depend on it
+VOTE_SOURCES = ("simulated", "real_ferplus")
 
 
 def class_prior(num_classes: int, imbalance: float) -> torch.Tensor:
@@ -93,6 +96,10 @@ def check_knobs(**k) -> None:
         )
     if k["label_source"] not in ("votes", "true"):
         raise ValueError(f"data.label_source must be 'votes' or 'true', got {k['label_source']!r}")
+    if k.get("vote_source", "simulated") not in VOTE_SOURCES:
+        raise ValueError(
+            f"data.vote_source must be one of {', '.join(VOTE_SOURCES)}, got {k['vote_source']!r}"
+        )
 
 
 def sample_expressions(
@@ -163,6 +170,7 @@ def generate_split(
     unknown_rate: float,
     num_annotators: int,
     label_source: str,
+    vote_source: str = "simulated",
 ) -> FERImageSet:
     """Generate one split (deterministic in ``(seed, split)`` and the knobs; not in the other splits' sizes)."""
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + SPLIT_IDS[split])
@@ -172,15 +180,22 @@ def generate_split(
     occ = torch.where(
         torch.rand(n, generator=g) < occlusion_rate, 1 + torch.randint(0, 2, (n,), generator=g), 0
     )
-    votes = annotate(
-        e,
-        occ,
-        num_classes,
-        g,
-        annotator_noise=annotator_noise,
-        unknown_rate=unknown_rate,
-        num_annotators=num_annotators,
-    )
+    meta = {"generator_version": VERSION}
+    if vote_source == "real_ferplus":
+        from fer_core.data.ferplus_votes import draw_real_votes
+
+        votes, _ = draw_real_votes(y, num_classes, g)
+        meta["vote_source"] = vote_source
+    else:
+        votes = annotate(
+            e,
+            occ,
+            num_classes,
+            g,
+            annotator_noise=annotator_noise,
+            unknown_rate=unknown_rate,
+            num_annotators=num_annotators,
+        )
     labels = (
         majority_labels(votes, num_classes, generator=g) if label_source == "votes" else y.clone()
     )
@@ -200,7 +215,7 @@ def generate_split(
         boxes=boxes,
         name="synthfer",
         split=split,
-        meta={"generator_version": VERSION},
+        meta=meta,
     )
 
 

@@ -24,6 +24,7 @@ def build_synthfer(
     unknown_rate: float = 0.03,
     num_annotators: int = 10,
     label_source: str = "votes",
+    vote_source: str = "simulated",
     val_fraction: float = 0.1,
     seed: int = 0,
 ) -> DataSplits:
@@ -36,7 +37,9 @@ def build_synthfer(
     occlusion_rate (bars over eyes or mouth), imbalance (0 balanced .. 1 RAF-DB skew),
     annotator_noise (std of each annotator's perception), unknown_rate (per-vote probability of
     'unknown'), num_annotators (10 as FERPlus), label_source (votes: plurality of the votes, like
-    FERPlus | true: the generating class), val_fraction, seed.
+    FERPlus | true: the generating class), vote_source (simulated: the 10 simulated annotators |
+    real_ferplus: the votes of a real FERPlus training image of the true class's plurality;
+    ``ferplus_votes.py``), val_fraction, seed.
 
     Generated once per knob set and cached under ``$FER_STUDY_CACHE/synthfer/<hash>``.
     """
@@ -46,6 +49,8 @@ def build_synthfer(
         annotator_noise=annotator_noise, unknown_rate=unknown_rate, num_annotators=num_annotators,
         label_source=label_source, seed=seed,
     )  # fmt: skip
+    if vote_source != "simulated":  # simulated keeps the knob set (and cache key) of version 1
+        knobs["vote_source"] = vote_source
     check_knobs(**knobs)
     if not 0.0 <= float(val_fraction) < 1.0:
         raise ValueError(f"data.val_fraction must be in [0, 1), got {val_fraction!r}")
