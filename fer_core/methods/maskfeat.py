@@ -5,7 +5,9 @@ argsort, exact count per sample); masked patch embeddings are replaced by a lear
 (MaskFeat; 001's text describes an encoder "which only acts on the visible and unmasked patches",
 but cites MaskFeat's protocol, which keeps the tokens in place); a linear head on every patch
 token predicts that patch's HOG descriptor (:mod:`fer_core.losses.hog`: ``hog.bins`` 9 orientation
-bins, ``hog.cell`` 8-pixel cells, per colour channel, per-cell L2 normalisation), and the loss is
+bins, ``hog.cell`` 8-pixel cells, per colour channel, per-cell L2 normalisation; as MaskFeat's
+``HOGLayerC`` by default: ``hog.window=gaussian`` weights magnitudes by a Gaussian window over each
+patch, ``hog.orientation=maskfeat`` its angle convention), and the loss is
 the MSE on the masked tokens only.  Logs ``mim/loss``; the encoder goes to the next stage in timm
 naming, the mask token and the HOG head are dropped.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fer_core.losses.hog import GRADIENTS, hog_dim, hog_patch_targets
+from fer_core.losses.hog import GRADIENTS, ORIENTATIONS, WINDOWS, hog_dim, hog_patch_targets
 from fer_core.losses.mim import masked_mse
 from fer_core.methods.base import Method, MethodNeeds, StepContext, StepOutput, register_method
 from fer_core.models.mim import check_mask_ratio, maskfeat_encode, random_masking, vit_of
@@ -43,6 +45,8 @@ class MaskFeat(Method):
         hog_bins: int = 9,
         hog_cell: int = 8,
         hog_gradient: str = "sobel",
+        hog_window: str = "gaussian",
+        hog_orientation: str = "maskfeat",
         **kw,
     ) -> None:
         super().__init__(backbone, num_classes, **kw)
@@ -61,7 +65,14 @@ class MaskFeat(Method):
             raise ValueError(
                 f"method.hog.gradient must be one of {GRADIENTS}, got {hog_gradient!r}"
             )
+        if hog_window not in WINDOWS:
+            raise ValueError(f"method.hog.window must be one of {WINDOWS}, got {hog_window!r}")
+        if hog_orientation not in ORIENTATIONS:
+            raise ValueError(
+                f"method.hog.orientation must be one of {ORIENTATIONS}, got {hog_orientation!r}"
+            )
         self.hog_bins, self.hog_cell, self.hog_gradient = hog_bins, hog_cell, hog_gradient
+        self.hog_window, self.hog_orientation = hog_window, hog_orientation
         self.mask_token = nn.Parameter(torch.zeros(1, 1, vit.embed_dim))
         nn.init.trunc_normal_(self.mask_token, std=0.02)
         self.head = nn.Linear(vit.embed_dim, hog_dim(in_chans, self.patch_size, hog_bins, hog_cell))
@@ -77,6 +88,8 @@ class MaskFeat(Method):
                 bins=self.hog_bins,
                 cell=self.hog_cell,
                 gradient=self.hog_gradient,
+                orientation=self.hog_orientation,
+                window=self.hog_window,
             )
 
     def forward(

@@ -112,6 +112,10 @@ def test_bad_settings_raise():
         _method("maskfeat", hog_cell=16)  # patch 8
     with pytest.raises(ValueError, match="hog.gradient"):
         _method("maskfeat", hog_gradient="prewitt")
+    with pytest.raises(ValueError, match="hog.window"):
+        _method("maskfeat", hog_window="box")
+    with pytest.raises(ValueError, match="hog.orientation"):
+        _method("maskfeat", hog_orientation="north")
     with pytest.raises(TypeError, match="unknown settings"):
         _method("maskfeat", norm_pix_loss=True)
     resnet = create_backbone("resnet_tiny_cpu", img_size=32, in_chans=3)
