@@ -18,8 +18,10 @@ that turns a composed config into prepared stages:
   ``per_class`` labelled, the rest handed to the method as unlabelled), ``transfer``
   (``trainer.init``: the backbone of another run's checkpoint) and ``kfold`` (train+val pooled into
   ``trainer.kfold.k`` stratified folds, 004 Table 5: fold i trains on the rest, a seeded stratified
-  10 % of it validates, and tests on fold i; ``test/*`` are the mean over folds and ``test/*_std``
-  the standard deviation, ddof=1; fold runs live in ``run_dir/fold_<i>``).
+  ``trainer.kfold.val_fraction`` of it (null: ``data.val_fraction``) validates, and tests on fold
+  i; ``test/*`` are the mean over folds and ``test/*_std`` the standard deviation, ddof=1; fold
+  runs live in ``run_dir/fold_<i>``; set on the last stage of a recipe, every stage runs per fold;
+  a resumed run keeps finished folds and continues the interrupted one).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fer_core.data.base import DataSplits, FERImageSet
+from fer_core.data.base import DataSplits, FERImageSet, class_names
 from fer_core.engine import build
 from fer_core.engine.batches import unlabelled_settings, view_names
 from fer_core.engine.build import ConfigError, TrainerSettings
@@ -46,6 +48,8 @@ from fer_core.methods.base import Method, MethodInfo
 __all__ = [
     "RunResult",
     "check_handoffs",
+    "check_kfold",
+    "kfold_settings",
     "kfold_splits",
     "run_kfold",
     "run_recipe",
@@ -69,8 +73,8 @@ def run_recipe(
     stages = build.stage_configs(cfg)
     last = build.trainer_settings(stages[-1][1]["trainer"])
     resume = resume or last.resume
-    if last.protocol == "kfold":
-        return run_kfold(stages, run_dir, on_epoch_end)
+    if any(scfg["trainer"].get("protocol") == "kfold" for _, scfg in stages):
+        return run_kfold(stages, run_dir, on_epoch_end, resume)  # refuses it on earlier stages
     return run_stages(stages, run_dir, on_epoch_end, resume)
 
 
@@ -278,53 +282,172 @@ def _concat(a: FERImageSet, b: FERImageSet) -> FERImageSet:
     )  # fmt: skip
 
 
-def kfold_splits(splits: DataSplits, k: int, seed: int) -> list[DataSplits]:
+@dataclass(frozen=True)
+class KFoldSettings:
+    """``trainer.kfold`` of the last stage, checked: ``k`` folds, each validating on a seeded
+    stratified ``val_fraction`` of its training part (0: on its test fold, the papers' practice)."""
+
+    k: int
+    val_fraction: float
+    seed: int
+
+
+def kfold_settings(stages: list[tuple[str, dict]]) -> KFoldSettings:
+    """The last stage's k-fold knobs; ``val_fraction: null`` inherits ``data.val_fraction``.
+
+    ``trainer.protocol=kfold`` belongs to the last stage only (earlier stages train on each
+    fold's training part, as the last stage does)."""
+    for name, scfg in stages[:-1]:
+        if scfg["trainer"].get("protocol") == "kfold":
+            raise ConfigError(
+                f"stage {name!r}: trainer.protocol=kfold is allowed on the last stage only "
+                f"({stages[-1][0]!r}); earlier stages run once per fold on its training part"
+            )
+    last = build.trainer_settings(stages[-1][1]["trainer"])
+    kf = dict(last.kfold or {})
+    k = kf.get("k")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise ConfigError(f"trainer.kfold.k={k!r} is not allowed; use an integer >= 2")
+    vf = kf.get("val_fraction")
+    if vf is None:
+        vf = stages[-1][1]["data"].get("val_fraction")
+    if isinstance(vf, bool) or not isinstance(vf, (int, float)) or not 0.0 <= float(vf) < 1.0:
+        raise ConfigError(
+            f"trainer.kfold.val_fraction={vf!r} is not allowed; use a number in [0, 1) "
+            "(0: select on the test fold) or null (data.val_fraction)"
+        )
+    return KFoldSettings(k=k, val_fraction=float(vf), seed=int(last.seed))
+
+
+def check_kfold(pool_labels: torch.Tensor, k: int, num_classes: int | None = None) -> None:
+    """Every class of the pool (train + val) must have at least ``k`` samples."""
+    labels = torch.as_tensor(pool_labels, dtype=torch.long)
+    labels = labels[labels >= 0]
+    counts = torch.bincount(labels, minlength=int(num_classes or 0))
+    present = torch.nonzero(counts).flatten()
+    if present.numel() == 0:
+        raise ConfigError("trainer.protocol=kfold: the pool (train + val) has no labelled sample")
+    small = int(present[counts[present].argmin()])
+    n = int(counts[small])
+    if k > n:
+        names = class_names(int(num_classes)) if num_classes in (7, 8) else None
+        who = f"{names[small]!r}" if names else f"class {small}"
+        raise ConfigError(
+            f"trainer.kfold.k={k} is more folds than the smallest class ({who}) has samples "
+            f"in train + val ({n}); allowed: 2..{n}"
+        )
+
+
+def kfold_splits(
+    splits: DataSplits, k: int, seed: int, val_fraction: float = 0.1
+) -> list[DataSplits]:
+    """Pool train + val, deal it into ``k`` stratified folds; fold i tests on fold i and trains on
+    the rest minus a seeded stratified ``val_fraction`` of it that validates (0: validate on the
+    test fold). ``run_kfold`` passes ``trainer.kfold.val_fraction`` (module docstring)."""
     from fer_core.data.splits import stratified_kfold, stratified_split
 
     pool = _concat(splits.train, splits.val)
+    check_kfold(pool.labels, int(k), splits.num_classes)
     out = []
     for tr, te in stratified_kfold(pool.labels, int(k), seed=seed):
-        rest, val = stratified_split(pool.labels[tr], 0.1, seed=seed)
+        if val_fraction > 0:
+            rest, val = stratified_split(pool.labels[tr], val_fraction, seed=seed)
+            train, val_set = pool.subset(tr[rest], "train"), pool.subset(tr[val], "val")
+        else:
+            train, val_set = pool.subset(tr, "train"), pool.subset(te, "val")
         out.append(DataSplits(
-            train=pool.subset(tr[rest], "train"), val=pool.subset(tr[val], "val"),
-            test=pool.subset(te, "test"), num_classes=splits.num_classes,
-            val_is_official=False, data_hash=splits.data_hash,
+            train=train, val=val_set, test=pool.subset(te, "test"),
+            num_classes=splits.num_classes, val_is_official=False, data_hash=splits.data_hash,
         ))  # fmt: skip
     return out
 
 
-def run_kfold(stages: list[tuple[str, dict]], run_dir: Path, on_epoch_end=None) -> RunResult:
-    """k runs of the recipe, one per fold; returns a RunResult with mean and std of ``test/*``."""
-    last = build.trainer_settings(stages[-1][1]["trainer"])
-    k = int((last.kfold or {}).get("k", 5))
-    if k < 2:
-        raise ConfigError(f"trainer.kfold.k must be >= 2, got {k!r}")
+def kfold_root(resume: Path | str | None, run_dir: Path) -> Path | None:
+    """Where a resumed k-fold run's ``fold_<i>`` directories are: ``resume`` itself or its
+    nearest parent holding them (``.../fold_1/checkpoints``), else ``run_dir`` (e.g. a copy of
+    the checkpoint under Ray Tune's experiment); None without ``resume``."""
+    if resume is None:
+        return None
+    p = Path(resume).expanduser().resolve()
+    for d in [p, *p.parents][:4]:
+        if d.is_dir() and any(d.glob("fold_*")):
+            return d
+    return run_dir
+
+
+def _finished_fold(fold_dir: Path) -> RunResult | None:
+    """A fold that ran to its end (``metrics.json`` with a final ``test/*``), else None."""
+    path = fold_dir / "metrics.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    final = data.get("final") or {}
+    if not any(k.startswith("test/") for k in final):
+        return None
+    return RunResult(metrics=final, history=list(data.get("history", [])), run_dir=fold_dir)
+
+
+def _fold_metrics(result: RunResult, stage: str) -> dict[str, float]:
+    """The fold's last epoch of ``stage`` + its final ``test/*``: a fold resumed at its last
+    epoch has nothing left to run and returns ``test/*`` only, so the epoch comes from history."""
+    rows = [h for h in result.history if h.get("stage") == stage]
+    last = {k: v for k, v in (rows[-1] if rows else {}).items() if k not in ("stage", "epoch")}
+    return {**last, **result.metrics}
+
+
+def run_kfold(
+    stages: list[tuple[str, dict]],
+    run_dir: Path,
+    on_epoch_end: OnEpochEnd | None = None,
+    resume: Path | str | None = None,
+) -> RunResult:
+    """k runs of the recipe, one per fold, into ``run_dir/fold_<i>``; the callback sees each
+    fold's stages as ``fold<i>/<stage>``. Returns the mean over folds of every ``test/*`` and
+    ``val/*`` (last epoch) metric, their ``*_std`` (ddof=1), each fold's as ``fold<i>/<metric>``
+    and ``kfold/k``. ``resume`` (any checkpoint of the run, or its directory) keeps the folds that
+    finished and continues the interrupted one from its ``checkpoints/last.pt``."""
+    kf = kfold_settings(stages)
     splits = build.build_data(stages[-1][1]["data"])
-    results = []
-    for i, fold in enumerate(kfold_splits(splits, k, last.seed)):
+    folds = kfold_splits(splits, kf.k, kf.seed, kf.val_fraction)  # checks k before training
+    root = kfold_root(resume, run_dir)
+    last_stage = stages[-1][0]
+    results: list[RunResult] = []
+    for i, fold in enumerate(folds):
 
         def cb(stage, epoch, metrics, ckpt, i=i):
-            return (
-                True
-                if on_epoch_end is None
-                else on_epoch_end(f"fold{i}/{stage}", epoch, metrics, ckpt)
-            )
+            if on_epoch_end is None:
+                return True
+            return on_epoch_end(f"fold{i}/{stage}", epoch, metrics, ckpt)
 
-        tag = f"{splits.data_hash}-kfold{k}-{i}-{last.seed}"
-        results.append(run_stages(stages, run_dir / f"fold_{i}", cb, None, fold, data_tag=tag))
+        done = _finished_fold(root / f"fold_{i}") if root is not None else None
+        if done is not None:
+            results.append(done)
+            continue
+        fold_resume = None
+        if root is not None and (root / f"fold_{i}" / "checkpoints" / LAST).is_file():
+            fold_resume = root / f"fold_{i}" / "checkpoints"
+        tag = f"{splits.data_hash}-kfold{kf.k}-{kf.val_fraction:g}-{i}-{kf.seed}"
+        results.append(
+            run_stages(stages, run_dir / f"fold_{i}", cb, fold_resume, fold, data_tag=tag)
+        )
         if results[-1].stopped:
             break
+    per_fold = [_fold_metrics(r, last_stage) for r in results]
     final: dict[str, float] = {}
-    keys = sorted({m for r in results for m in r.metrics if m.startswith(("test/", "val/"))})
+    keys = sorted({m for f in per_fold for m in f if m.startswith(("test/", "val/"))})
     for m in keys:
-        vals = [r.metrics[m] for r in results if m in r.metrics]
+        vals = [f[m] for f in per_fold if m in f]
         final[m] = statistics.fmean(vals)
         if len(vals) > 1:
             final[f"{m}_std"] = statistics.stdev(vals)
+    for i, f in enumerate(per_fold):
+        final.update({f"fold{i}/{m}": float(v) for m, v in f.items() if m in keys})
     final["kfold/k"] = float(len(results))
     history = [{**h, "fold": i} for i, r in enumerate(results) for h in r.history]
-    (run_dir / "metrics.json").write_text(
-        json.dumps({"history": history, "final": final}, indent=1)
-    )
+    path = run_dir / "metrics.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"history": history, "final": final}, indent=1))
+    tmp.replace(path)
     return RunResult(metrics=final, history=history, run_dir=run_dir,
                      stopped=any(r.stopped for r in results))  # fmt: skip

@@ -4,7 +4,9 @@ Columns (INTERFACES.md): ``config_id, seed, tune_trial_id, optuna_trial, profile
 status, error, wall_s, epochs, param.<path>..., final.<metric>..., best.<metric>...``, plus
 ``trial_dir`` (the trainer run directory under ``trials/``, relative to the run directory).
 ``final.*`` are last-epoch values, ``best.*`` the values at the best-validation epoch; ``test/*``
-come from the best-validation checkpoint and are written as ``best.test/*``.
+come from the best-validation checkpoint and are written as ``best.test/*``. Under
+``trainer.protocol=kfold`` each fold's values are ``final.fold<i>/*`` / ``best.fold<i>/*`` and the
+plain columns hold the mean over folds, with ``*_std`` beside them (``summarise_history``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import csv
 import json
 import math
 import os
+import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -41,24 +44,48 @@ def is_metric(key: str) -> bool:
 
 
 def summarise_history(history: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any]:
-    """``final.*`` (last epoch) and ``best.*`` (best epoch of ``metric``) from per-epoch results."""
+    """``final.*`` (last epoch) and ``best.*`` (best epoch of ``metric``) from per-epoch results.
+
+    k-fold (records carry ``fold``): each fold is summarised on its own and written as
+    ``final.fold<i>/<metric>`` / ``best.fold<i>/<metric>``; ``final.*`` and ``best.*`` are then
+    the mean over folds and ``*_std`` their standard deviation (ddof=1), so ``best.<metric>`` (what
+    the searcher is told) is the mean over folds of each fold's best epoch.
+    """
+    folds = sorted({int(h["fold"]) for h in history if _is_num(h.get("fold"))})
+    if not folds:
+        return _summarise(history, metric, mode)
+    per = {f: _summarise([h for h in history if h.get("fold") == f], metric, mode) for f in folds}
+    out: dict[str, Any] = {}
+    for f, cols in per.items():
+        for col, v in cols.items():
+            kind, name = col.split(".", 1)
+            out[f"{kind}.fold{f}/{name}"] = v
+    for col in sorted({c for cols in per.values() for c in cols}):
+        vals = [cols[col] for cols in per.values() if col in cols]
+        out[col] = statistics.fmean(vals)
+        if len(vals) > 1:
+            out[f"{col}_std"] = statistics.stdev(vals)
+    return out
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _summarise(history: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if not history:
         return out
     last = history[-1]
     for k, v in last.items():
-        if is_metric(k) and isinstance(v, (int, float)):
+        if is_metric(k) and _is_num(v):
             out[f"final.{k}"] = float(v)
-    scored = [
-        h
-        for h in history
-        if isinstance(h.get(metric), (int, float)) and not math.isnan(float(h[metric]))
-    ]
+    scored = [h for h in history if _is_num(h.get(metric)) and not math.isnan(float(h[metric]))]
     if scored:
         pick = max if mode == "max" else min
         best = pick(scored, key=lambda h: float(h[metric]))
         for k, v in best.items():
-            if is_metric(k) and isinstance(v, (int, float)):
+            if is_metric(k) and _is_num(v):
                 out[f"best.{k}"] = float(v)
     return out
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fer_core.tune import pauses
 from fer_core.tune.manifest import study_changes, write_manifest, write_study_yaml
 from fer_core.tune.progress import ProgressCallback, best_so_far
 from fer_core.tune.results import ResultBook
@@ -89,6 +90,7 @@ def _ray_init(address: str | None, ray_init_kwargs: dict[str, Any] | None) -> tu
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
     }
     env = {k: v for k, v in env.items() if v}
+    env.update(pauses.env_vars())
     kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": True}
     if address:
         kwargs["address"] = address
@@ -96,6 +98,7 @@ def _ray_init(address: str | None, ray_init_kwargs: dict[str, Any] | None) -> tu
         kwargs.update({"address": "local", "include_dashboard": False})
     kwargs.update(ray_init_kwargs or {})
     t0 = time.time()
+    pauses.pause("ray_init", block=False)
     ray.init(**kwargs)
     return True, time.time() - t0
 
@@ -122,8 +125,27 @@ def default_concurrency(cpu: float, gpu: float) -> int:
     return max(1, int(min(fits) + 1e-9)) if fits else 1
 
 
-def make_scheduler(spec: StudySpec):
-    """none | asha | median on the reported ``epoch`` (stable across restarts)."""
+def kfold_check(spec: StudySpec) -> int | None:
+    """``trainer.kfold.k`` when the study's last stage runs k-fold (None otherwise), checked
+    against the data before any trial starts (k >= 2, at most the smallest class's size)."""
+    from fer_core.engine.build import build_data, compose, stage_configs
+    from fer_core.engine.recipe import check_kfold, kfold_settings
+
+    stages = stage_configs(compose(list(spec.base_overrides)))
+    if stages[-1][1]["trainer"].get("protocol") != "kfold":
+        return None
+    kf = kfold_settings(stages)
+    splits = build_data(stages[-1][1]["data"])
+    labels = [splits.train.labels, splits.val.labels]
+    import torch
+
+    check_kfold(torch.cat(labels), kf.k, splits.num_classes)
+    return kf.k
+
+
+def make_scheduler(spec: StudySpec, folds: int | None = None):
+    """none | asha | median on the reported ``epoch`` (stable across restarts; under k-fold it
+    counts over folds, so ASHA's default ``max_t`` is epochs x folds)."""
     from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule
 
     opts = {k: v for k, v in spec.scheduler.items() if k != "name"}
@@ -131,7 +153,7 @@ def make_scheduler(spec: StudySpec):
     if name == "none":
         return None
     if name == "asha":
-        max_t = int(opts.pop("max_t", spec.epochs or 100))
+        max_t = int(opts.pop("max_t", (spec.epochs or 100) * (folds or 1)))
         return ASHAScheduler(time_attr="epoch", max_t=max_t, **opts)
     if name == "median":
         return MedianStoppingRule(time_attr="epoch", **opts)
@@ -185,10 +207,11 @@ def run_study(
     storage_url = storage or default_storage_url(run_dir)
     write_study_yaml(run_dir, spec)
 
-    data_hash = None
+    data_hash, folds = None, None
     if data if data is not None else train_fn == REAL_TRAIN_FN:
         t0 = time.time()
         data_hash = prepare_data(spec)
+        folds = kfold_check(spec)
         log(f"data ready ({spec.dataset}, hash {data_hash}) in {time.time() - t0:.1f}s")
     write_manifest(
         run_dir,
@@ -203,6 +226,7 @@ def run_study(
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     import ray
     from ray import tune
+    from ray.tune.error import TuneError
 
     from fer_core.tune.searcher import SeedGroupSearcher
 
@@ -250,13 +274,14 @@ def run_study(
             spec.ablation_rows,
             report_checkpoints=report_checkpoints,
             hparams=bool(hparams),
+            mode=spec.mode,
         )
         progress = ProgressCallback(book, spec.metric, spec.mode, total, progress_interval)
         tuner = tune.Tuner(
             tune.with_resources(trainable, {"cpu": spec.cpu, "gpu": gpu}),
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
-                scheduler=make_scheduler(spec),
+                scheduler=make_scheduler(spec, folds),
                 metric=spec.metric,
                 mode=spec.mode,
                 num_samples=-1,
@@ -277,6 +302,10 @@ def run_study(
             tuner.fit()
         except KeyboardInterrupt:
             interrupted = True
+        except TuneError as exc:  # never a traceback: say what happened and what was kept
+            interrupted = True
+            log(f"Ray Tune stopped the study: {_first_line(exc)}")
+        pauses.pause("tail")
         unfinished = searcher.queue or searcher.live or searcher.asked < searcher.n_configs
         interrupted = interrupted or bool(unfinished)
         book.write()
@@ -285,6 +314,11 @@ def run_study(
             run_dir, book.counts(), best, time.time() - t_start, ray_init_s, interrupted
         )
         if interrupted:
+            c = result.counts
+            log(
+                f"kept: {c['TERMINATED'] + c['PRUNED'] + c['ERROR']} of {total} trials finished "
+                f"in {run_dir / 'trials.csv'}; unfinished ones continue from their checkpoints"
+            )
             log(resume_hint(run_dir, study_file))
         else:
             c = result.counts
@@ -296,6 +330,14 @@ def run_study(
     finally:
         if started:
             ray.shutdown()
+
+
+def _first_line(exc: BaseException) -> str:
+    """The innermost cause's message, on one line."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
 def new_run_dir(base: Path) -> Path:

@@ -15,6 +15,7 @@ last intermediate value) if a scheduler stopped any seed, FAIL if any seed error
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from fer_core.tune.pauses import pause
 from fer_core.tune.results import (
     FINISHED,
     ResultBook,
@@ -93,11 +95,13 @@ class SeedGroupSearcher(Searcher):
     def reconcile(self) -> dict[str, int]:
         """Bring ``trials.csv`` and the Optuna storage into agreement before any trial starts.
 
-        Finished Optuna trials are kept as they are. A RUNNING one (the driver was killed) keeps
-        its finished seeds (rows in ``trials.csv``); its other seeds are queued again, and when the
-        group completes it is told once. Rows still RUNNING/PENDING become PENDING again.
+        Trusted in this order: the Optuna storage (finished trials are kept as they are), then
+        ``trials.csv`` (a RUNNING trial keeps its finished seeds' rows), then the trial directories
+        (a seed whose ``result.json`` exists finished: its row is rebuilt from it, not re-run).
+        Other seeds are queued again and continue from their checkpoints; when the group completes
+        it is told once. Rows still RUNNING/PENDING become PENDING again.
         """
-        stats = {"kept": 0, "continued": 0, "seeds_requeued": 0, "told": 0}
+        stats = {"kept": 0, "continued": 0, "seeds_requeued": 0, "seeds_recovered": 0, "told": 0}
         for ft in self.study.get_trials(deepcopy=False):
             self.asked += 1
             if ft.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
@@ -105,11 +109,19 @@ class SeedGroupSearcher(Searcher):
                 continue
             if ft.state not in (TrialState.RUNNING, TrialState.WAITING):
                 continue
-            group = Group(ft.number, dict(ft.params), list(ft.user_attrs.get("seeds", self.seeds)))
+            params = dict(ft.params)
+            if "config" not in ft.user_attrs:  # killed inside _ask: finish sampling its knobs
+                trial = optuna.Trial(self.study, ft._trial_id)
+                params = sample_config(trial, self.dists, self.when)
+                trial.set_user_attr("seeds", self.seeds)
+                trial.set_user_attr("config_id", ft.number)
+                trial.set_user_attr("config", params)
+            group = Group(ft.number, params, list(ft.user_attrs.get("seeds", self.seeds)))
             self.groups[ft.number] = group
             stats["continued"] += 1
             for seed in group.seeds:
                 row = self.book.get(ft.number, seed)
+                done = read_trial_result(self.run_dir / "trials" / trial_key(ft.number, seed))
                 if row and row.get("status") in FINISHED:
                     value = row.get(f"best.{self.metric}")
                     group.outcome[seed] = (
@@ -117,11 +129,15 @@ class SeedGroupSearcher(Searcher):
                         float(value) if value not in (None, "") else None,
                         row.get("error", ""),
                     )
+                elif done is not None:  # the trainer finished; the driver died before its row
+                    self._pending_row(group, seed)
+                    self._record(ft.number, seed, "TERMINATED", [], done, done.get("wall_s", 0))
+                    stats["seeds_recovered"] += 1
                 else:
                     self.queue.append((ft.number, seed))
                     self._pending_row(group, seed)
                     stats["seeds_requeued"] += 1
-            if len(group.outcome) == len(group.seeds):
+            if len(group.outcome) == len(group.seeds) and not _finished(self.study, ft.number):
                 self._tell(group)
                 stats["told"] += 1
         if any(r.get("status") in ("RUNNING", "PENDING") for r in self.book.rows.values()):
@@ -158,7 +174,6 @@ class SeedGroupSearcher(Searcher):
         if trial_id not in self.live:
             return
         number, seed = self.live.pop(trial_id)
-        group = self.groups[number]
         tdir = self.run_dir / "trials" / trial_key(number, seed)
         done = read_trial_result(tdir)
         history = self.history.pop(trial_id, [])
@@ -172,16 +187,33 @@ class SeedGroupSearcher(Searcher):
             status, error = "ERROR", True
         else:
             status = "TERMINATED"
+        wall = (done or {}).get("wall_s") or time.time() - self.started.pop(trial_id, time.time())
+        self._record(number, seed, status, history, done, wall)
+
+    def _record(
+        self,
+        number: int,
+        seed: int,
+        status: str,
+        history: list[dict[str, Any]],
+        done: dict[str, Any] | None,
+        wall: float,
+    ) -> None:
+        """Write the seed's row and, once every seed of its configuration is in, tell Optuna."""
+        group = self.groups[number]
+        key = trial_key(number, seed)
+        tdir = self.run_dir / "trials" / key
+        if done and done.get("history"):
+            history = list(done["history"])  # every epoch, across restarts (trainable.py)
         fields = summarise_history(history, self.metric, self.mode)
         if done:
             for k, v in done.get("metrics", {}).items():
-                if k.startswith("test/"):
+                if k.startswith("test/") or _FOLD_TEST.match(k):
                     fields[f"best.{k}"] = v
-                elif not history:  # resumed at its last epoch: nothing was reported again
+                elif not history:  # no epoch record at all (a result.json of an older version)
                     fields.setdefault(f"final.{k}", v)
                     fields.setdefault(f"best.{k}", v)
         err_text = _error_text(tdir) if status == "ERROR" else ""
-        wall = (done or {}).get("wall_s") or time.time() - self.started.pop(trial_id, time.time())
         value = fields.get(f"best.{self.metric}")
         self.book.update(
             number,
@@ -193,7 +225,8 @@ class SeedGroupSearcher(Searcher):
             **fields,
         )
         group.outcome[seed] = (status, value, err_text)
-        group.curves[seed] = [h.get(self.metric) for h in history]
+        group.curves[seed] = [h.get(self.metric) for h in history if "fold" not in h]
+        pause(f"seed_done:{key}")
         if len(group.outcome) == len(group.seeds):
             self._tell(group)
 
@@ -241,6 +274,7 @@ class SeedGroupSearcher(Searcher):
             errors = [o[2] for o in group.outcome.values() if o[2]]
             trial.set_user_attr("error", (errors[0] if errors else "no result")[:2000])
             self.study.tell(trial, state=TrialState.FAIL)
+            pause(f"told:{group.number}")
             return
         mean = sum(values) / len(values)
         _report_curve(trial, group)
@@ -249,6 +283,7 @@ class SeedGroupSearcher(Searcher):
             self.study.tell(trial, state=TrialState.PRUNED)
         else:
             self.study.tell(trial, mean)
+        pause(f"told:{group.number}")
 
     # Tune's own searcher checkpoint is not used for resume (the storage is the truth).
     def save(self, checkpoint_path: str) -> None:  # noqa: ARG002
@@ -256,6 +291,13 @@ class SeedGroupSearcher(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:  # noqa: ARG002
         return None
+
+
+_FOLD_TEST = re.compile(r"^fold\d+/test/")
+
+
+def _finished(study: optuna.Study, number: int) -> bool:
+    return study._storage.get_trial(_trial_id(study, number)).state.is_finished()
 
 
 def _trial_id(study: optuna.Study, number: int) -> int:
@@ -269,7 +311,7 @@ def _metrics_of(result: dict) -> dict[str, Any]:
         if ("/" in k or k == "epoch")
         and not k.startswith("config/")
         and isinstance(v, (int, float))
-    }
+    } | ({"fold": result["fold"]} if isinstance(result.get("fold"), int) else {})
 
 
 def _last_step(group: Group) -> int:

@@ -12,8 +12,10 @@ reports every epoch of the last stage to Ray Tune through the trainer's ``on_epo
 for the Ray/Optuna plumbing tests and the overhead benchmark.
 
 Restart: a trial that starts again (``failure.max_retries`` or ``fer-study run --resume``) resumes
-from Tune's checkpoint, else from ``trials/<key>/checkpoints/`` of its stable trial directory.
-A NaN ``train/loss`` raises ``FloatingPointError``, so the trial is recorded as errored.
+from Tune's checkpoint, else from its stable trial directory (``trials/<key>/checkpoints/``, or its
+``fold_<i>/`` runs under k-fold); ``reported.json`` there keeps the epochs it reported before,
+so ``result.json``'s history is complete. A NaN ``train/loss`` raises ``FloatingPointError``, so the
+trial is recorded as errored.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ import importlib
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fer_core.tune.results import RESULT_FILE, trial_key, write_json_atomic
+from fer_core.tune.pauses import pause
+from fer_core.tune.results import RESULT_FILE, summarise_history, trial_key, write_json_atomic
 
 OnEpochEnd = Callable[[str, int, dict, "Path | None"], bool]
 TrainFn = Callable[[list, Path, OnEpochEnd, "Path | None"], dict]
@@ -37,6 +41,7 @@ SELECT_KNOB = "trainer.select_metric"
 #: trainable then reports that epoch after the train function returned (with test/* added), so a
 #: scheduler stopping the trial at ``max_t`` cannot cut the final test pass.
 FINAL_EPOCH = "_final_epoch"
+REPORTED_FILE = "reported.json"  # the trial's epoch records, kept across restarts (RecordBook)
 REAL_TRAIN_FN = "fer_core.tune.trainable:train_recipe"
 SYNTHETIC_TRAIN_FN = "fer_core.tune.trainable:synthetic_train"
 
@@ -76,7 +81,12 @@ def trial_overrides(
 def train_recipe(
     overrides: list[str], trial_dir: Path, on_epoch_end: OnEpochEnd, resume: Path | None
 ) -> dict[str, float]:
-    """The real path: ``engine.build.compose`` + ``engine.recipe.run_recipe``."""
+    """The real path: ``engine.build.compose`` + ``engine.recipe.run_recipe``.
+
+    Only the last stage reports (INTERFACES.md "Trainer callback"). Under k-fold its epochs are
+    numbered across folds (fold i's epoch e is ``i * epochs + e``) and keep their ``fold<i>/``
+    stage prefix, so a scheduler's time moves forward and the trainable can tell the folds apart.
+    """
     from fer_core.engine.build import compose
     from fer_core.engine.recipe import run_recipe
 
@@ -84,24 +94,52 @@ def train_recipe(
     stages = cfg.get("stages") if hasattr(cfg, "get") else None
     last = list(stages.keys())[-1] if stages else None
     epochs = _stage_epochs(cfg, last)
+    folds = _kfold_k(cfg, last)
+    total = epochs * folds if epochs is not None and folds else epochs
 
     def callback(stage: str, epoch: int, metrics: dict, checkpoint_dir: Path | None) -> bool:
-        # Only the last stage reports the study metric (INTERFACES.md "Trainer callback").
-        if last is not None and stage != last:
-            return True
-        flag = {FINAL_EPOCH: True} if epochs is not None and int(epoch) + 1 >= epochs else {}
+        fold, name = split_fold(stage)
+        if last is not None and name != last:
+            return True  # progress of an earlier stage
+        if fold is not None and epochs is not None:
+            epoch = fold * epochs + int(epoch)
+        flag = {FINAL_EPOCH: True} if total is not None and int(epoch) + 1 >= total else {}
         return on_epoch_end(stage, epoch, {**metrics, **flag}, checkpoint_dir)
 
     result = run_recipe(cfg, Path(trial_dir), on_epoch_end=callback, resume=resume)
     return dict(result.metrics)
 
 
+def split_fold(stage: str) -> tuple[int | None, str]:
+    """``"fold2/finetune"`` -> ``(2, "finetune")``; a stage without a fold -> ``(None, stage)``."""
+    m = _FOLD_STAGE.match(str(stage))
+    return (int(m.group(1)), m.group(2)) if m else (None, str(stage))
+
+
+_FOLD_STAGE = re.compile(r"^fold(\d+)/(.+)$")
+
+
+def _stage_node(cfg: Any, stage: str | None) -> Any:
+    node = cfg.stages[stage] if stage is not None else cfg
+    return node.get("trainer") or cfg.get("trainer")
+
+
 def _stage_epochs(cfg: Any, stage: str | None) -> int | None:
     """``trainer.epochs`` of the last stage (or of the run), None if the config has none."""
     try:
-        node = cfg.stages[stage] if stage is not None else cfg
-        trainer = node.get("trainer") or cfg.get("trainer")
+        trainer = _stage_node(cfg, stage)
         return int(trainer.get("epochs")) if trainer is not None and trainer.get("epochs") else None
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _kfold_k(cfg: Any, stage: str | None) -> int | None:
+    """``trainer.kfold.k`` when the last stage's protocol is kfold, else None."""
+    try:
+        trainer = _stage_node(cfg, stage)
+        if trainer.get("protocol") != "kfold":
+            return None
+        return int(trainer.get("kfold").get("k"))
     except (AttributeError, KeyError, TypeError, ValueError):
         return None
 
@@ -141,6 +179,7 @@ def synthetic_train(
     for epoch in range(start, epochs):
         if epoch_s:
             time.sleep(epoch_s)
+        pause(f"mid_epoch:{Path(trial_dir).name}:{epoch + 1}")
         if epoch == fail_at:
             raise RuntimeError(f"synthetic failure at epoch {epoch}")
         acc = peak * (1 - math.exp(-(epoch + 1) / 1.5))
@@ -172,12 +211,16 @@ def make_trainable(
     rows: dict[str, dict[str, Any]] | None = None,
     report_checkpoints: bool = True,
     hparams: bool = True,
+    mode: str = "max",
 ) -> Callable[[dict], None]:
     """A Ray Tune function trainable for one (configuration, seed).
 
     ``config`` (from the searcher): ``config_id``, ``seed``, ``optuna_trial``, ``params``
     (knob path -> value). The trainer's run directory is ``<run_dir>/trials/<key>``; when the
     train function returns, the trainable writes ``result.json`` there (absent = stopped early).
+    Every result it reports carries ``metric`` (else the trial raises :class:`MissingMetricError`
+    and errors alone: Tune would end the study). A trial restarted with nothing left to run
+    reports its recorded last epoch once (``reported.json``), so it ends like an uninterrupted one.
     """
     run_dir = Path(run_dir).resolve()
     base = list(base_overrides)
@@ -187,23 +230,36 @@ def make_trainable(
 
         fn = load_train_fn(train_fn)
         cid, seed = int(config["config_id"]), int(config["seed"])
-        tdir = run_dir / "trials" / trial_key(cid, seed)
+        key = trial_key(cid, seed)
+        tdir = run_dir / "trials" / key
         tdir.mkdir(parents=True, exist_ok=True)
         (tdir / RESULT_FILE).unlink(missing_ok=True)
-        resume: Path | None = None
+        # Tune's checkpoint is the last epoch it accepted (a retry after a NaN epoch must not
+        # start after it); a new attempt (--resume) has none and uses the trial directory.
         ck = tune.get_checkpoint()
-        if ck is not None:
-            resume = Path(ck.to_directory())
-        elif (tdir / "checkpoints" / "last.pt").is_file():
-            resume = tdir / "checkpoints"
+        resume = Path(ck.to_directory()) if ck is not None else local_resume(tdir)
         overrides = trial_overrides(base, dict(config.get("params", {})), seed, rows)
         if not any(o.startswith(SELECT_KNOB + "=") for o in overrides):
             # best checkpoint and test/* selected on the study's metric (like best.<metric>)
             overrides.insert(len(base), f"{SELECT_KNOB}={metric}")
-        history: list[dict[str, Any]] = []
+        # Every epoch reported so far, kept across restarts (a resumed trainer does not report
+        # the epochs before its checkpoint again); a fresh start forgets earlier attempts.
+        records = RecordBook(tdir / REPORTED_FILE, keep=resume is not None)
         t0 = time.time()
+        deferred: dict[str, Any] = {}
+        reported = [0]
 
-        last_epoch: dict[str, Any] = {}
+        def require_metric(rec: dict) -> None:
+            if metric not in rec:  # Tune would end the whole study on such a result
+                raise MissingMetricError(
+                    f"trial {key} produced no {metric!r} (it reported {sorted(rec)}); "
+                    "check trainer.select_metric and the method's reported metrics"
+                )
+
+        def report(rec: dict, checkpoint_dir: Path | None) -> None:
+            require_metric(rec)
+            tune.report(rec, checkpoint=_checkpoint(checkpoint_dir))
+            reported[0] += 1
 
         def on_epoch_end(stage: str, epoch: int, metrics: dict, checkpoint_dir: Path | None):
             metrics = dict(metrics)
@@ -215,11 +271,17 @@ def make_trainable(
                 return True  # progress of a stage without the study metric
             rec = {k: float(v) for k, v in metrics.items() if _num(v)}
             rec.update({"epoch": int(epoch) + 1, "stage": stage})
-            history.append(rec)
+            fold, _ = split_fold(stage)
+            if fold is not None:
+                rec["fold"] = fold
+            records.add(rec)
+            pause(f"epoch:{key}:{rec['epoch']}")
+            if deferred:  # an earlier last epoch (a train function that marks several)
+                report(deferred.pop("rec"), deferred.pop("ckpt"))
             if is_last:  # reported after the trainer returns, so no scheduler cuts its test pass
-                last_epoch.update(rec=rec, ckpt=checkpoint_dir)
+                deferred.update(rec=rec, ckpt=checkpoint_dir)
                 return True
-            tune.report(rec, checkpoint=_checkpoint(checkpoint_dir))
+            report(rec, checkpoint_dir)
             return True
 
         def _checkpoint(checkpoint_dir: Path | None):
@@ -229,31 +291,112 @@ def make_trainable(
 
         (tdir / "error.txt").unlink(missing_ok=True)
         try:
-            final = fn(overrides, tdir, on_epoch_end, resume)
+            final = {k: float(v) for k, v in (fn(overrides, tdir, on_epoch_end, resume) or {}).items()
+                     if _num(v)}  # fmt: skip
+            history = records.history()
+            last = {k: v for k, v in (history[-1] if history else {}).items()
+                    if k not in ("epoch", "stage", "fold")}  # fmt: skip
+            # A trainer resumed at its last epoch ran nothing and returns test/* only: its last
+            # epoch comes from the record, so result.json matches an uninterrupted run.
+            metrics = {**last, **final}
+            if deferred:
+                rec, ckpt = deferred["rec"], deferred["ckpt"]
+            elif reported[0] == 0 and history:  # nothing left to run: report the record once
+                rec, ckpt = dict(history[-1]), None
+            elif reported[0] == 0 and metric in final:  # ... without a record: what it returned
+                rec, ckpt = dict(final), None
+            else:
+                rec, ckpt = None, None
+            if rec is not None:
+                rec = final_record(rec, history, final, metric, mode)
+                require_metric(rec)  # before result.json exists
+            elif reported[0] == 0:
+                raise MissingMetricError(
+                    f"trial {key} finished without reporting {metric!r} (no epoch of its last "
+                    "stage reported it); check trainer.select_metric and the method's metrics"
+                )
+            pause(f"trained:{key}")
         except Exception as exc:
             (tdir / "error.txt").write_text(f"{type(exc).__name__}: {exc}\n", encoding="utf-8")
             raise
         if hparams:
             try:
-                write_hparams(tdir, dict(config.get("params", {})), seed, final or {})
+                write_hparams(tdir, dict(config.get("params", {})), seed, metrics)
             except Exception:  # noqa: BLE001 - a log must never fail a finished trial
                 pass
         write_json_atomic(
             tdir / RESULT_FILE,
             {
-                "metrics": {k: float(v) for k, v in (final or {}).items() if _num(v)},
+                "metrics": metrics,
                 "history": history,
                 "wall_s": time.time() - t0,
                 "overrides": overrides,
                 "resumed_from": str(resume) if resume else None,
             },
         )
-        if last_epoch:
-            rec = dict(last_epoch["rec"])
-            rec.update({k: float(v) for k, v in (final or {}).items() if k.startswith("test/")})
-            tune.report(rec, checkpoint=_checkpoint(last_epoch["ckpt"]))
+        if rec is not None:
+            report(rec, ckpt)
 
     return fer_trial
+
+
+class MissingMetricError(RuntimeError):
+    """A trial would report a result without the study metric (it becomes that trial's error)."""
+
+
+def final_record(
+    rec: dict, history: list[dict], final: dict, metric: str, mode: str
+) -> dict[str, Any]:
+    """The trial's last report to Tune: its last epoch plus ``test/*``. k-fold: the metrics are
+    the mean over folds of each fold's best epoch (``summarise_history``), with ``*_std`` and
+    each fold's value as ``fold<i>/<metric>``, so Tune sees what Optuna is told."""
+    out = dict(rec)
+    if any("fold" in h for h in history):
+        out.pop("fold", None)
+        for col, v in summarise_history(history, metric, mode).items():
+            if col.startswith("best."):
+                out[col[len("best.") :]] = v
+        out.update({k: v for k, v in final.items() if "test/" in k or k.startswith("kfold/")})
+    else:
+        out.update({k: v for k, v in final.items() if k.startswith("test/")})
+    return out
+
+
+def local_resume(trial_dir: Path) -> Path | None:
+    """What a restarted trial continues from in its own directory: ``checkpoints/`` (its
+    ``last.pt``), or the directory itself when it holds k-fold runs (``fold_<i>/``), else None."""
+    tdir = Path(trial_dir)
+    if (tdir / "checkpoints" / "last.pt").is_file():
+        return tdir / "checkpoints"
+    if any(tdir.glob("fold_*/checkpoints/last.pt")) or any(tdir.glob("fold_*/metrics.json")):
+        return tdir
+    return None
+
+
+class RecordBook:
+    """``reported.json`` of a trial directory: every epoch record of the last stage, by epoch,
+    rewritten atomically before the record goes to Tune (``keep=False`` starts it empty)."""
+
+    def __init__(self, path: Path, keep: bool) -> None:
+        self.path = Path(path)
+        self.rows: dict[int, dict[str, Any]] = {}
+        if keep and self.path.is_file():
+            try:
+                for r in json.loads(self.path.read_text(encoding="utf-8")).get("history", []):
+                    self.rows[int(r["epoch"])] = r
+            except (OSError, ValueError, KeyError, TypeError):
+                self.rows = {}
+        elif not keep:
+            self.path.unlink(missing_ok=True)
+
+    def add(self, rec: dict[str, Any]) -> None:
+        # re-run epochs repeat exactly (loop.py), so the latest record of an epoch replaces it
+        self.rows[int(rec["epoch"])] = dict(rec)
+        self.rows = {e: r for e, r in self.rows.items() if e <= int(rec["epoch"])}
+        write_json_atomic(self.path, {"history": self.history()})
+
+    def history(self) -> list[dict[str, Any]]:
+        return [self.rows[e] for e in sorted(self.rows)]
 
 
 def write_hparams(trial_dir: Path, params: dict[str, Any], seed: int, metrics: dict) -> None:

@@ -44,7 +44,7 @@ def _rows(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def _session_pids(sid: int) -> list[int]:
+def session_pids(sid: int) -> list[int]:
     """Live processes whose session or process group is ``sid`` (zombies excluded)."""
     out = []
     for entry in Path("/proc").iterdir():
@@ -97,9 +97,9 @@ def test_kill_then_resume_loses_and_duplicates_nothing(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     deadline = time.time() + 30
-    while _session_pids(proc.pid) and time.time() < deadline:
+    while session_pids(proc.pid) and time.time() < deadline:
         time.sleep(0.5)
-    assert _session_pids(proc.pid) == [], "Ray processes of the killed runner remain"
+    assert session_pids(proc.pid) == [], "Ray processes of the killed runner remain"
 
     before = _rows(run_dir)
     assert any(r["status"] in ("RUNNING", "PENDING") for r in before)
@@ -181,6 +181,6 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     study = optuna.load_study(study_name="resume-synth", storage=f"sqlite:///{run_dir}/optuna.db")
     assert all(t.state in (TrialState.RUNNING, TrialState.COMPLETE) for t in study.trials)
     deadline = time.time() + 30
-    while _session_pids(proc.pid) and time.time() < deadline:
+    while session_pids(proc.pid) and time.time() < deadline:
         time.sleep(0.5)
-    assert _session_pids(proc.pid) == []
+    assert session_pids(proc.pid) == []
