@@ -38,12 +38,13 @@ def test_demo_runs_the_threshold_study_and_reports_it(tmp_path: Path):
     with (run_dir / "trials.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     thresholds = sorted({float(r["param.method.revision.threshold"]) for r in rows})
-    assert thresholds == [0.0, 0.2, 0.4, 0.6, 0.8, 0.9]
+    assert thresholds == [0.0, 0.1, 0.2, 0.3, 0.4, 0.9]  # [0, 0.5) where Eq. 4 acts, and "never"
     assert all(r["status"] == "TERMINATED" for r in rows)
     html = tmp_path / "reports" / "pll_threshold" / "index.html"
     assert html.is_file()
     page = html.read_text()
     assert "<img" in page or "<svg" in page  # the threshold curve is embedded
+    assert "never" in page  # 0.9 is labelled: with |Y| = 2 nothing is revised there
     # the closing lines tell the user where everything is
     assert str(html.resolve()) in out.stdout
     assert f"fer-study dashboard {run_dir}" in out.stdout

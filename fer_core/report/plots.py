@@ -27,7 +27,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from fer_core.report.collect import RunData, get_knob, same_value  # noqa: E402
 from fer_core.report.design import optimum_of, sensitivity_x, space_entry  # noqa: E402
-from fer_core.report.tables import best_key, higher_is_better, scale  # noqa: E402
+from fer_core.report.tables import best_key, higher_is_better, scale, value_label  # noqa: E402
 
 
 @dataclass
@@ -136,9 +136,10 @@ def sensitivity_plot(runs: Sequence[RunData], cells: pd.DataFrame) -> Plot | Non
         if log:
             ax.set_xscale("log")
         if not numeric:
-            ax.set_xticks(range(len(keys)), [str(k) for k in keys])
+            ax.set_xticks(range(len(keys)), [value_label(study, k, "\n") for k in keys])
         elif keys and len(keys) <= 8:  # a grid: tick exactly its values
-            ax.set_xticks([float(k) for k in keys], [f"{float(k):g}" for k in keys])
+            ticks = [value_label(study, f"{float(k):g}", "\n") for k in keys]
+            ax.set_xticks([float(k) for k in keys], ticks)
             ax.minorticks_off()
         ax.set_xlabel(x)
         ax.set_ylabel(metric + (" (%)" if f == 100.0 else ""))

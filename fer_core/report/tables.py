@@ -218,6 +218,9 @@ def sensitivity_table(runs: Sequence[RunData], cells: pd.DataFrame) -> Table:
             keys.append(k)
     data: dict[str, list[str]] = {x: [str(k) for k in keys]}
     bold: dict[str, list[bool]] = {x: [False] * len(keys)}
+    names = [value_name(study, k) for k in keys]
+    if any(names):  # report.labels, e.g. {0.9: never}: a column beside the swept values
+        data["label"], bold["label"] = [n or "" for n in names], [False] * len(keys)
     runs_seen = list(dict.fromkeys(cells["run"])) if not cells.empty else []
     metrics = list(dict.fromkeys(cells["metric"])) if not cells.empty else []
     ref = study.get("reference") or {}
@@ -261,6 +264,18 @@ def sensitivity_table(runs: Sequence[RunData], cells: pd.DataFrame) -> Table:
     if ref.get("note"):
         notes.append(f"paper note: {ref['note']}")
     return Table("sensitivity", "Sensitivity", pd.DataFrame(data), pd.DataFrame(bold), notes)
+
+
+def value_name(study: dict, key: Any) -> str | None:
+    """The ``report.labels`` name of a swept value (``{0.9: never}``), or None."""
+    labels = (study.get("report") or {}).get("labels") or {}
+    return next((v for k, v in labels.items() if same_value(k, key)), None)
+
+
+def value_label(study: dict, key: Any, sep: str = " ") -> str:
+    """A swept value as shown in a plot, with its ``report.labels`` name: ``0.9 (never)``."""
+    name = value_name(study, key)
+    return str(key) if name is None else f"{key}{sep}({name})"
 
 
 def higher_is_better(metric: str, study: dict) -> bool:

@@ -13,7 +13,7 @@ Field summary (INTERFACES.md, issue 6)::
     algorithm: {name: a searcher (fer_core.tune.searchers), options...}, num_samples
     scheduler: {name: none|asha|median, options...}
     seeds, failure: {max_retries}, resources: {cpu, gpu, max_concurrent}
-    reference: the paper's numbers     report: {kind, x, metrics, components, rows}
+    reference: the paper's numbers     report: {kind, x, metrics, components, rows, labels}
 
 Distributions: ``{grid: [...]}``, ``{choice: [...]}``, ``{uniform: [lo, hi]}``,
 ``{loguniform: [lo, hi]}``, ``{int: [lo, hi]}`` (``log: true`` for a log-scaled int), a step
@@ -215,6 +215,7 @@ class Report(Strict):
     components: dict[str, str] | None = None
     rows: list[str] | None = None
     title: str | None = None
+    labels: dict[Any, str] | None = None  # sensitivity: names of swept values, e.g. {0.9: never}
 
 
 class StudyFile(Strict):
