@@ -7,7 +7,7 @@ import torch
 import yaml
 from torchvision.transforms.v2 import functional as TF
 
-from fer_core.data import augment as A
+from fer_core.data import augment_ops as A
 from fer_core.data import build_splits
 from fer_core.data.augment import list_policies, load_policy, parse_policy
 from fer_core.data.transforms import normalize, random_crop_flip
