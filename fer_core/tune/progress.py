@@ -13,7 +13,7 @@ from typing import IO, Any
 
 from ray.tune import Callback
 
-from fer_core.tune.results import ResultBook
+from fer_core.tune.results import ResultBook, trial_key
 
 
 def best_so_far(book: ResultBook, metric: str, mode: str) -> tuple[int, float] | None:
@@ -78,6 +78,12 @@ class ProgressCallback(Callback):
         self._print(force=True)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:  # noqa: ARG002
+        cfg = getattr(trial, "config", None) or {}
+        if "config_id" in cfg and "seed" in cfg:
+            key = trial_key(cfg["config_id"], cfg["seed"])
+            err = self.book.path.parent / "trials" / key / "error.txt"
+            text = err.read_text(errors="replace").strip() if err.is_file() else "see tune/"
+            print(f"trial {key} errored: {text[:300]}", file=self.stream or sys.stdout, flush=True)
         self._print(force=True)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:  # noqa: ARG002
