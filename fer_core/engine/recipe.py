@@ -114,6 +114,7 @@ def method_info(scfg: dict, data: StageData) -> MethodInfo:
         img_size=int(imgs.shape[-1]),
         channels=int(imgs.shape[1]),
         dataset=str(scfg["data"]["name"]),
+        batch_size=int(scfg["trainer"]["batch_size"]),
     )
 
 

@@ -176,6 +176,7 @@ class MethodInfo:
     img_size: int | None = None  # square input side in pixels (None: not known, e.g. unit tests)
     channels: int | None = None  # 1 (grey) or 3
     dataset: str = ""  # registered dataset name (``fer_core.data.list_datasets()``)
+    batch_size: int | None = None  # trainer.batch_size (e.g. contrastive losses need >= 2)
 
 
 # Metrics the trainer computes for every labelled method (``val/`` each epoch, ``test/`` once).

@@ -95,6 +95,12 @@ class MIMIC(Method):
         width = backbone.num_features
         self.head = ClassifierHead(width, num_classes)
         self.proj = ProjectionHead(width, kind=proj_head, dim=proj_dim)
+        bs = self.info.batch_size
+        if contrastive != "none" and bs is not None and bs < 2:  # before any training
+            raise ValueError(
+                f"contrastive={contrastive} needs trainer.batch_size >= 2 (a batch of {bs} has no "
+                "negatives), or contrastive=none"
+            )
 
     @property
     def needs(self) -> MethodNeeds:  # type: ignore[override]

@@ -76,8 +76,9 @@ def test_bad_batch_size_fails_before_any_update_through_the_engine(tmp_path):
     over = ["method=mimic", "model=vit_tiny_cpu", "model.embed_dim=32", "model.depth=1",
             "model.num_heads=2", "trainer.batch_size=1", "trainer.epochs=1"]  # fmt: skip
     splits = DataSplits(train=ds(4, 0), val=ds(4, 1), test=ds(4, 2), num_classes=7)
-    with pytest.raises(ValueError, match="trainer.batch_size"):
+    with pytest.raises(ValueError, match="trainer.batch_size >= 2"):
         run_stages(stage_configs(compose(over)), tmp_path, lambda *a: True, splits=splits)
+    assert not (tmp_path / "checkpoints").exists()  # refused when built, before any training
 
 
 def test_views_and_metrics_follow_contrastive():
