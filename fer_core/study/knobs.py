@@ -66,18 +66,23 @@ def _trainer_loc(knob: str, profile: str, lines: dict[Loc, int]) -> Loc:
 
 
 def check_knob_paths(resolved: ResolvedStudy, lines: dict[Loc, int]) -> list[StudyError]:
-    """Compose each scenario; every ConfigError becomes a StudyError."""
+    """Compose each scenario; every ConfigError becomes a StudyError. When all compose, the
+    study's metric names are checked against what each scenario's method declares
+    (``study/metrics.py``)."""
     from fer_core.engine.build import compose
+    from fer_core.study.metrics import check_metric_names, declared_metrics
 
     file = resolved.source_file or resolved.name
     errors: list[StudyError] = []
     seen: set[tuple[str, str]] = set()
+    named: list = []
     for where, settings in knob_scenarios(resolved):
+        row = settings.get("__row__")
         settings = {k: v for k, v in settings.items() if k != "__row__"}
         merged = dict(resolved.base)
         merged.update(settings)
         try:
-            compose(to_overrides(merged))
+            cfg = compose(to_overrides(merged))
         except ValueError as exc:
             loc = _blame(str(exc), settings, where, resolved)
             if loc[:1] == ("base",):
@@ -89,4 +94,18 @@ def check_knob_paths(resolved: ResolvedStudy, lines: dict[Loc, int]) -> list[Stu
                 line = None if cmdline else line_of(lines, loc)
                 msg = f"{exc} (profile {resolved.profile})"
                 errors.append(StudyError(file, name, line, msg))
+            continue
+        try:
+            names = declared_metrics(cfg)
+        except Exception:  # noqa: BLE001 - a method refusing its settings fails at its own check
+            continue
+        label = f"ablation row {row!r}" if row else ("settings " + _short(settings))
+        named.append((label, names))
+    if not errors:
+        errors += check_metric_names(resolved, lines, named)
     return errors
+
+
+def _short(settings: dict[str, Any]) -> str:
+    text = " ".join(f"{k}={v}" for k, v in settings.items())
+    return text if text and len(text) < 80 else (text[:77] + "..." if text else "as written")

@@ -324,9 +324,14 @@ class StudyFile(Strict):
                 )
         rep = self.report
         if rep is not None:
-            if rep.kind == "sensitivity" and rep.x and rep.x not in space:
+            if rep.x and rep.x not in space:
+                import difflib
+
+                close = difflib.get_close_matches(rep.x, list(space), n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}? " if close else ""
                 raise ValueError(
-                    f"report.x: {rep.x!r} is not a searched knob; use one of {list(space)}"
+                    f"report.x: {rep.x!r} is not a searched knob; {hint}valid: "
+                    + (", ".join(space) or "(none: the study searches no knob)")
                 )
             if rep.kind == "ablation" and self.ablation is None:
                 raise ValueError("report.kind: 'ablation' needs an ablation block")
