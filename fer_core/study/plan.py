@@ -70,11 +70,25 @@ class Plan:
 
 def grid_configs(resolved: ResolvedStudy) -> list[dict[str, Any]]:
     """Every configuration of a grid space (conditionals honoured, duplicates merged)."""
-    dists = resolved.distributions()
+    return grid_points(resolved.distributions())
+
+
+def grid_points(dists: dict[str, Any]) -> list[dict[str, Any]]:
+    """The grid of ``knob -> Distribution`` in dry-run order (the product in the space's key
+    order; conditionals honoured, duplicates merged). The study runner numbers configurations
+    in this order too (``tune/storage.py``), so config ids agree everywhere."""
     if not dists:
         return [{}]
     keys = list(dists)
-    values = [dists[k].grid_values() or [] for k in keys]
+    values = []
+    for k in keys:
+        grid = dists[k].grid_values()
+        if grid is None:
+            raise ValueError(
+                f"space.{k}: a continuous range cannot be a grid; give grid/choice values or a "
+                "step q"
+            )
+        values.append(grid)
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
     for combo in itertools.product(*values):

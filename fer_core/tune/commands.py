@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--run-dir", default=None, help="run directory (default: runs/<study>-<profile>)"
     )
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show Ray's own output too (banners, checkpoint lines, trial output)",
+    )
     # For tests and benchmarks: a train function 'module:function' instead of the trainer.
     p.add_argument("--train-fn", default=REAL_TRAIN_FN, help=argparse.SUPPRESS)
     p.add_argument("--progress-interval", type=float, default=10.0, help=argparse.SUPPRESS)
@@ -116,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             study_file=args.file,
             ray_init_kwargs=ray_kwargs,
             progress_interval=args.progress_interval,
+            verbose=args.verbose,
         )
     except (StudyChangedError, NoGPUError, ValueError) as exc:
         print(f"fer-study run: {exc}", file=sys.stderr)

@@ -14,6 +14,13 @@ from pathlib import Path
 HOST = "127.0.0.1"
 
 
+def tensorboard_command(run_dir: str | Path) -> str:
+    """The one TensorBoard command README, demo and report give: every trial's own events, one
+    run per trial named like its directory (``c0004_threshold-0.0_s1``). Ray's copies are off
+    (``runner.quiet_ray``), so ``--logdir RUN_DIR`` shows the same runs."""
+    return f"tensorboard --logdir {Path(run_dir) / 'trials'} --host {HOST}"
+
+
 def storage_for(run_dir: str | Path) -> str:
     """The Optuna storage URL of a run directory."""
     run_dir = Path(run_dir).resolve()

@@ -15,6 +15,7 @@ import csv
 import json
 import math
 import os
+import re
 import statistics
 import tempfile
 from pathlib import Path
@@ -35,8 +36,46 @@ def is_started(run_dir: str | Path) -> bool:
 
 
 def trial_key(config_id: int, seed: int) -> str:
-    """Stable trial directory name (the same across ``--resume``, unlike Tune's trial ids)."""
+    """Stable trial id ``c0004-s1`` (the same across ``--resume``, unlike Tune's trial ids): the
+    pause points' and messages' name; the directory adds the setting (:func:`trial_dirname`)."""
     return f"c{int(config_id):04d}-s{int(seed)}"
+
+
+MAX_DIRNAME = 64
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_DIRNAME = re.compile(r"^c(\d+)(?:_.*)?_s(-?\d+)$")
+
+
+def setting_label(params: dict[str, Any] | None) -> str:
+    """A configuration's setting in short, file-system- and Hydra-safe form (no ``=``, ``,``
+    or spaces): ``threshold-0.0``, ``lr-0.001_warmup_epochs-2``, an ablation row's name."""
+    from fer_core.overrides import override_value
+
+    params = dict(params or {})
+    shorts = [k.split(".")[-1] for k in params]
+    parts = []
+    for (k, v), short in zip(params.items(), shorts):
+        if k == "row":
+            parts.append(str(v))
+            continue
+        if shorts.count(short) > 1:  # decoder.enabled vs uniform.enabled
+            short = "-".join(k.split(".")[-2:])
+        parts.append(f"{short}-{override_value(v)}")
+    return re.sub(r"-{2,}", "-", _UNSAFE.sub("-", "_".join(parts))).strip("-_")
+
+
+def trial_dirname(config_id: int, seed: int, params: dict[str, Any] | None = None) -> str:
+    """``trials/<this>``: ``c0004_threshold-0.0_s1`` (config id, setting, seed; at most 64
+    characters, the setting cut short first)."""
+    head, tail = f"c{int(config_id):04d}", f"_s{int(seed)}"
+    label = setting_label(params)[: MAX_DIRNAME - len(head) - len(tail) - 1].rstrip("-_.")
+    return f"{head}_{label}{tail}" if label else f"{head}{tail}"
+
+
+def key_of_dirname(name: str) -> str:
+    """``c0004_threshold-0.0_s1`` -> ``c0004-s1`` (:func:`trial_key`); other names unchanged."""
+    m = _DIRNAME.match(str(name))
+    return trial_key(int(m.group(1)), int(m.group(2))) if m else str(name)
 
 
 def is_metric(key: str) -> bool:

@@ -2,7 +2,7 @@
 
 ``run_study(spec, run_dir)`` writes the run directory of INTERFACES.md::
 
-    manifest.json  study.yaml  optuna.db  trials.csv  trials/<c####-s#>/  tune/attempt-<n>/
+    manifest.json  study.yaml  optuna.db  trials.csv  trials/<c####_setting_s#>/  tune/attempt-<n>/
 
 Each start (first run or ``--resume``) is a fresh Tune experiment ``tune/attempt-<n>`` fed by the
 :class:`~fer_core.tune.searcher.SeedGroupSearcher`, whose only state is the Optuna storage plus
@@ -23,7 +23,7 @@ from typing import Any
 from fer_core.tune import pauses
 from fer_core.tune.manifest import study_changes, write_manifest, write_study_yaml
 from fer_core.tune.progress import ProgressCallback, best_so_far
-from fer_core.tune.results import ResultBook
+from fer_core.tune.results import ResultBook, trial_dirname
 from fer_core.tune.spec import StudySpec
 from fer_core.tune.storage import (
     conditions,
@@ -79,7 +79,34 @@ def prepare_data(spec: StudySpec) -> str | None:
     return prepare(name, **data)
 
 
-def _ray_init(address: str | None, ray_init_kwargs: dict[str, Any] | None) -> tuple[bool, float]:
+#: Ray's own console output that ``--verbose`` brings back: banners, checkpoint lines, Tune's
+#: status tables and TensorBoard hints (INFO logs), the workers' output, the usage-stats prompt.
+QUIET_ENV = {
+    "RAY_DEDUP_LOGS": "1",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AIR_NEW_OUTPUT": "0",
+}
+QUIET_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.air", "ray._private", "ray.data")
+
+
+def quiet_ray(verbose: bool) -> None:
+    """Ray's output off (``verbose=False``) or as Ray prints it. Ray's TensorBoard logger stays
+    off either way (each trial writes its own events under ``trials/``; the runner adds Ray's
+    JSON and CSV loggers itself)."""
+    import logging
+
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    if verbose:
+        return
+    for k, v in QUIET_ENV.items():
+        os.environ.setdefault(k, v)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _ray_init(
+    address: str | None, ray_init_kwargs: dict[str, Any] | None, verbose: bool = False
+) -> tuple[bool, float]:
     import ray
 
     if ray.is_initialized():
@@ -91,7 +118,12 @@ def _ray_init(address: str | None, ray_init_kwargs: dict[str, Any] | None) -> tu
     }
     env = {k: v for k, v in env.items() if v}
     env.update(pauses.env_vars())
-    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": True}
+    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": verbose}
+    if not verbose:
+        import logging
+
+        kwargs["logging_level"] = logging.ERROR
+        kwargs["configure_logging"] = True
     if address:
         kwargs["address"] = address
     else:  # always a new local instance, never a stale /tmp/ray/ray_current_cluster
@@ -160,6 +192,30 @@ def make_scheduler(spec: StudySpec, folds: int | None = None):
     raise ValueError(f"scheduler.name: {name!r} is not allowed; use none, asha or median")
 
 
+def describe_study(study, spec: StudySpec, manifest: dict[str, Any]) -> None:
+    """What optuna-dashboard shows beside the trials: the objective's name (``val/acc (mean of
+    3 seeds)``, not "Objective 0") and study attributes: paper, profile, study hash, command,
+    git commit."""
+    import warnings
+
+    n = len(spec.seeds)
+    with warnings.catch_warnings():  # set_metric_names is experimental in Optuna
+        warnings.simplefilter("ignore")
+        study.set_metric_names([f"{spec.metric} (mean of {n} seed{'s' if n > 1 else ''})"])
+    attrs = {
+        "paper": spec.plain().get("paper"),
+        "description": spec.plain().get("description"),
+        "profile": spec.profile,
+        "study_hash": manifest.get("study_hash"),
+        "command": " ".join(str(a) for a in manifest.get("command") or []),
+        "git_commit": manifest.get("git_commit"),
+        "seeds": list(spec.seeds),
+    }
+    for key, value in attrs.items():
+        if value not in (None, "") and study.user_attrs.get(key) != value:
+            study.set_user_attr(key, value)
+
+
 def _attempt(run_dir: Path) -> int:
     tdir = run_dir / "tune"
     return 1 + sum(1 for p in tdir.glob("attempt-*")) if tdir.is_dir() else 1
@@ -184,12 +240,14 @@ def run_study(
     report_checkpoints: bool = True,
     hparams: bool | None = None,
     log: Callable[[str], None] | None = None,
+    verbose: bool = False,
 ) -> StudyResult:
     """Run (or, with ``resume``, continue) ``spec`` into ``run_dir``; see the module docstring.
 
     ``data``: prepare the data cache first (default: only for the real train function).
     ``hparams``: write an extra TensorBoard HParams record per trial (off by default: the
     trainer's logger already writes one into each trial's own event file).
+    ``verbose``: Ray's own output (banners, checkpoint lines, worker output) as Ray prints it.
     """
     log = log or (lambda msg: print(msg, flush=True))
     run_dir = Path(run_dir).resolve()
@@ -213,7 +271,7 @@ def run_study(
         data_hash = prepare_data(spec)
         folds = kfold_check(spec)
         log(f"data ready ({spec.dataset}, hash {data_hash}) in {time.time() - t0:.1f}s")
-    write_manifest(
+    manifest = write_manifest(
         run_dir,
         spec,
         storage_url,
@@ -224,9 +282,11 @@ def run_study(
 
     # Tune snapshots its state at every checkpoint when num_to_keep is set; that is wanted here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    quiet_ray(verbose)
     import ray
     from ray import tune
     from ray.tune.error import TuneError
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from fer_core.tune.searcher import SeedGroupSearcher
 
@@ -234,6 +294,7 @@ def run_study(
     # resumed has nothing left and returns without starting Ray.
     dists = to_distributions(spec)
     study = open_study(spec, storage_url, dists)
+    describe_study(study, spec, manifest)
     book = ResultBook(run_dir / "trials.csv")
     searcher = SeedGroupSearcher(
         study,
@@ -259,7 +320,7 @@ def run_study(
             0.0,
             False,
         )
-    started, ray_init_s = _ray_init(address, ray_init_kwargs)
+    started, ray_init_s = _ray_init(address, ray_init_kwargs, verbose)
     try:
         check_gpus(gpu)
         log(
@@ -287,13 +348,17 @@ def run_study(
                 num_samples=-1,
                 max_concurrent_trials=spec.max_concurrent or default_concurrency(spec.cpu, gpu),
                 reuse_actors=reuse_actors,
+                trial_name_creator=tune_trial_name,
+                trial_dirname_creator=tune_trial_name,
             ),
             run_config=tune.RunConfig(
                 name=f"attempt-{_attempt(run_dir)}",
                 storage_path=str(run_dir / "tune"),
                 failure_config=tune.FailureConfig(max_failures=spec.max_retries),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=[progress],
+                # Ray's JSON/CSV result logs under tune/ stay; its TensorBoard copies do not
+                # (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS, quiet_ray): one run per trial.
+                callbacks=[progress, JsonLoggerCallback(), CSVLoggerCallback()],
                 verbose=0,
             ),
         )
@@ -305,6 +370,7 @@ def run_study(
         except TuneError as exc:  # never a traceback: say what happened and what was kept
             interrupted = True
             log(f"Ray Tune stopped the study: {_first_line(exc)}")
+        progress.close()
         pauses.pause("tail")
         unfinished = searcher.queue or searcher.live or searcher.asked < searcher.n_configs
         interrupted = interrupted or bool(unfinished)
@@ -330,6 +396,15 @@ def run_study(
     finally:
         if started:
             ray.shutdown()
+
+
+def tune_trial_name(trial) -> str:
+    """Ray's name for a trial = its directory under ``trials/`` (``c0004_threshold-0.0_s1``),
+    so Ray's messages and ``tune/attempt-<n>/`` use the one numbering."""
+    cfg = getattr(trial, "config", None) or {}
+    if "config_id" in cfg and "seed" in cfg:
+        return trial_dirname(cfg["config_id"], cfg["seed"], cfg.get("params"))
+    return str(getattr(trial, "trial_id", "trial"))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from fer_core.tune.results import (
     ResultBook,
     read_trial_result,
     summarise_history,
+    trial_dirname,
     trial_key,
 )
 from fer_core.tune.storage import sample_config
@@ -121,7 +123,7 @@ class SeedGroupSearcher(Searcher):
             stats["continued"] += 1
             for seed in group.seeds:
                 row = self.book.get(ft.number, seed)
-                done = read_trial_result(self.run_dir / "trials" / trial_key(ft.number, seed))
+                done = read_trial_result(self._tdir(group, seed))
                 if row and row.get("status") in FINISHED:
                     value = row.get(f"best.{self.metric}")
                     group.outcome[seed] = (
@@ -174,7 +176,7 @@ class SeedGroupSearcher(Searcher):
         if trial_id not in self.live:
             return
         number, seed = self.live.pop(trial_id)
-        tdir = self.run_dir / "trials" / trial_key(number, seed)
+        tdir = self._tdir(self.groups[number], seed)
         done = read_trial_result(tdir)
         history = self.history.pop(trial_id, [])
         if result and not history:
@@ -202,7 +204,7 @@ class SeedGroupSearcher(Searcher):
         """Write the seed's row and, once every seed of its configuration is in, tell Optuna."""
         group = self.groups[number]
         key = trial_key(number, seed)
-        tdir = self.run_dir / "trials" / key
+        tdir = self._tdir(group, seed)
         if done and done.get("history"):
             history = list(done["history"])  # every epoch, across restarts (trainable.py)
         fields = summarise_history(history, self.metric, self.mode)
@@ -230,6 +232,10 @@ class SeedGroupSearcher(Searcher):
         if len(group.outcome) == len(group.seeds):
             self._tell(group)
 
+    def _tdir(self, group: Group, seed: int) -> Path:
+        """``trials/c0004_threshold-0.0_s1`` (results.trial_dirname)."""
+        return self.run_dir / "trials" / trial_dirname(group.number, seed, group.params)
+
     # ------------------------------------------------------------ Optuna side
 
     def _ask(self) -> None:
@@ -255,7 +261,7 @@ class SeedGroupSearcher(Searcher):
             optuna_trial=group.number,
             status="PENDING",
             row=group.params.get("row"),
-            trial_dir=f"trials/{trial_key(group.number, seed)}",
+            trial_dir=f"trials/{trial_dirname(group.number, seed, group.params)}",
             **self.meta,
             **params,
         )
@@ -277,6 +283,7 @@ class SeedGroupSearcher(Searcher):
             pause(f"told:{group.number}")
             return
         mean = sum(values) / len(values)
+        self._seed_attrs(trial, group, values)
         _report_curve(trial, group)
         if "PRUNED" in statuses:
             trial.report(mean, step=_last_step(group) + 1)
@@ -284,6 +291,21 @@ class SeedGroupSearcher(Searcher):
         else:
             self.study.tell(trial, mean)
         pause(f"told:{group.number}")
+
+    def _seed_attrs(self, trial: optuna.Trial, group: Group, values: list[float]) -> None:
+        """optuna-dashboard's per-trial view: each seed's value, their std (ddof=1) and the
+        ``test/*`` metrics (mean over seeds, from ``trials.csv``)."""
+        per_seed = {str(s): o[1] for s, o in sorted(group.outcome.items()) if o[1] is not None}
+        trial.set_user_attr(f"{self.metric} per seed", per_seed)
+        if len(values) > 1:
+            trial.set_user_attr(f"{self.metric} std", statistics.stdev(values))
+        tests: dict[str, list[float]] = {}
+        for seed in group.seeds:
+            for col, v in (self.book.get(group.number, seed) or {}).items():
+                if col.startswith("best.test/") and v not in (None, ""):
+                    tests.setdefault(col[len("best.") :], []).append(float(v))
+        for name, vals in sorted(tests.items()):
+            trial.set_user_attr(name, statistics.fmean(vals))
 
     # Tune's own searcher checkpoint is not used for resume (the storage is the truth).
     def save(self, checkpoint_path: str) -> None:  # noqa: ARG002

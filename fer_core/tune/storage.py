@@ -80,10 +80,45 @@ def grid_size(dists: dict[str, BaseDistribution]) -> int:
 
 
 def num_configs(spec: StudySpec, dists: dict[str, BaseDistribution]) -> int:
-    """Configurations to run: the grid's size for grid, else ``num_samples``."""
-    if spec.algorithm_name == "grid":
-        return grid_size(dists)
-    return spec.num_samples
+    """Configurations to run: the grid's size (conditionals merged) for grid, else
+    ``num_samples``."""
+    ordered = ordered_configs(spec)
+    return len(ordered) if ordered is not None else spec.num_samples
+
+
+def ordered_configs(spec: StudySpec) -> list[dict[str, Any]] | None:
+    """Grids and ablations: every configuration in ``--dry-run`` order (``study/plan.py``), so
+    config id = Optuna trial number = dry-run index; None for samplers (ask order)."""
+    if spec.ablation_rows:
+        return [{"row": name} for name in spec.ablation_rows]
+    if spec.algorithm_name != "grid":
+        return None
+    from fer_core.study.plan import grid_points
+    from fer_core.tune.spaces import entries
+
+    return grid_points(entries(spec.space))
+
+
+class PlanOrderSampler(optuna.samplers.BaseSampler):
+    """Grids and ablations in dry-run order: trial number ``n`` takes configuration ``n``.
+
+    Stateless (the trial number is in the storage), so a resumed run continues the same order.
+    """
+
+    def __init__(self, configs: list[dict[str, Any]]) -> None:
+        self.configs = list(configs)
+
+    def infer_relative_search_space(self, study, trial) -> dict:  # noqa: ARG002
+        return {}
+
+    def sample_relative(self, study, trial, search_space) -> dict:  # noqa: ARG002
+        return {}
+
+    def sample_independent(self, study, trial, param_name, param_distribution):  # noqa: ARG002
+        config = self.configs[trial.number]
+        if param_name not in config:
+            raise ValueError(f"grid configuration {trial.number} has no value for {param_name}")
+        return config[param_name]
 
 
 # ---------------------------------------------------------------- samplers
@@ -92,11 +127,15 @@ def num_configs(spec: StudySpec, dists: dict[str, BaseDistribution]) -> int:
 def make_sampler(
     spec: StudySpec, dists: dict[str, BaseDistribution]
 ) -> optuna.samplers.BaseSampler:
-    """The study's searcher from the registry (``fer_core.tune.searchers``), seed 0 by default.
+    """The study's searcher from the registry (``fer_core.tune.searchers``), seed 0 by default;
+    grids and ablations run in dry-run order (:class:`PlanOrderSampler`).
 
     The runner supplies what a searcher takes besides the study's options: the grid's values
     (so grids appear in optuna-dashboard too) and ``n_trials`` = ``num_samples`` (GWO's budget).
     """
+    ordered = ordered_configs(spec)
+    if ordered is not None:
+        return PlanOrderSampler(ordered)
     opts = {k: v for k, v in spec.algorithm.items() if k != "name"}
     opts.setdefault("seed", 0)
     name = spec.algorithm_name

@@ -31,7 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from fer_core.tune.pauses import pause
-from fer_core.tune.results import RESULT_FILE, summarise_history, trial_key, write_json_atomic
+from fer_core.tune.results import (
+    RESULT_FILE,
+    key_of_dirname,
+    summarise_history,
+    trial_dirname,
+    trial_key,
+    write_json_atomic,
+)
 
 OnEpochEnd = Callable[[str, int, dict, "Path | None"], bool]
 TrainFn = Callable[[list, Path, OnEpochEnd, "Path | None"], dict]
@@ -179,7 +186,7 @@ def synthetic_train(
     for epoch in range(start, epochs):
         if epoch_s:
             time.sleep(epoch_s)
-        pause(f"mid_epoch:{Path(trial_dir).name}:{epoch + 1}")
+        pause(f"mid_epoch:{key_of_dirname(Path(trial_dir).name)}:{epoch + 1}")
         if epoch == fail_at:
             raise RuntimeError(f"synthetic failure at epoch {epoch}")
         acc = peak * (1 - math.exp(-(epoch + 1) / 1.5))
@@ -231,7 +238,7 @@ def make_trainable(
         fn = load_train_fn(train_fn)
         cid, seed = int(config["config_id"]), int(config["seed"])
         key = trial_key(cid, seed)
-        tdir = run_dir / "trials" / key
+        tdir = run_dir / "trials" / trial_dirname(cid, seed, config.get("params"))
         tdir.mkdir(parents=True, exist_ok=True)
         (tdir / RESULT_FILE).unlink(missing_ok=True)
         # Tune's checkpoint is the last epoch it accepted (a retry after a NaN epoch must not

@@ -17,6 +17,10 @@ import optuna
 import pytest
 
 from fer_core.tune.dashboard import main, storage_for
+from fer_core.tune.runner import describe_study
+from fer_core.tune.spec import StudySpec
+
+PAPER = "001 Figs. 6-7"
 
 CHROMIUM = shutil.which("chromium") or (
     "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
@@ -36,7 +40,11 @@ def run_dir(tmp_path):
     for x in (0.1, 0.5, 0.9):
         t = study.ask()
         t.suggest_float("method.revision.threshold", 0.0, 1.0)
+        t.set_user_attr("val/acc per seed", {"0": 0.5, "1": 0.6, "2": 0.55})
         study.tell(t, 1 - (x - 0.5) ** 2)
+    spec = StudySpec(name="dash", metric="val/acc", seeds=[0, 1, 2], resolved={"paper": PAPER})
+    manifest = {"study_hash": "0123abcd", "command": ["fer-study", "run", "x.yaml"]}
+    describe_study(study, spec, manifest)  # what the runner sets on every study it opens
     (tmp_path / "manifest.json").write_text(json.dumps({"storage": url}))
     return tmp_path
 
@@ -84,38 +92,50 @@ def test_dashboard_serves_the_study(server, tmp_path):
     assert data["study_summaries"][0]["study_id"] >= 1
 
 
+def test_the_study_names_its_metric_and_attributes(run_dir):
+    study = optuna.load_study(study_name="dash-synth", storage=storage_for(run_dir))
+    assert study.metric_names == ["val/acc (mean of 3 seeds)"]
+    assert study.user_attrs["paper"] == PAPER and study.user_attrs["study_hash"] == "0123abcd"
+    assert study.user_attrs["command"] == "fer-study run x.yaml"
+
+
 @pytest.mark.browser
-def test_dashboard_screenshot_in_headless_chromium(server, tmp_path):
+def test_dashboard_page_names_the_metric_in_headless_chromium(server, tmp_path):
+    """The rendered study page (React, read after its scripts ran) shows the objective's name
+    and a study attribute: one Chromium start, ``--dump-dom`` after a virtual-time budget."""
     if CHROMIUM is None:
         if os.environ.get("CI") == "true":
             pytest.fail("headless Chromium (/usr/bin/chromium) is required when CI=true")
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    shot = tmp_path / "dashboard.png"
-    proc = subprocess.Popen(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            f"--user-data-dir={tmp_path / 'chrome-profile'}",
-            "--window-size=1280,800",
-            "--virtual-time-budget=8000",
-            f"--screenshot={shot}",
-            server + "/dashboard/studies/1",
-        ],
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        proc.wait(timeout=90)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        pytest.fail("chromium did not finish its screenshot in 90 s")
-    assert shot.is_file() and shot.stat().st_size > 5000
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    dom = tmp_path / "dom.html"
+    with dom.open("w") as fh:
+        proc = subprocess.Popen(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                f"--user-data-dir={tmp_path / 'chrome-profile'}",
+                "--window-size=1280,800",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                server + "/dashboard/studies/1",
+            ],
+            start_new_session=True,
+            stdout=fh,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            pytest.fail("chromium did not render the dashboard in 90 s")
+    page = dom.read_text(errors="replace")
+    assert "val/acc (mean of 3 seeds)" in page
+    assert "Objective 0" not in page
+    assert "Study User Attributes" in page and PAPER in page

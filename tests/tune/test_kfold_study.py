@@ -59,7 +59,7 @@ def test_kfold_study_reports_the_fold_mean_and_resumes_mid_fold(tmp_path):
     while session_pids(proc.pid) and time.time() < deadline:
         time.sleep(0.5)
     assert session_pids(proc.pid) == [], "Ray processes of the killed runner remain"
-    trial = run_dir / "trials" / "c0000-s0"
+    trial = run_dir / "trials" / "c0000_lr-0.001_s0"
     fold0 = trial / "fold_0" / "metrics.json"
     assert json.loads(fold0.read_text())["final"], "fold 0 had finished"
     assert (trial / "fold_1" / "checkpoints" / "last.pt").is_file()

@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 from test_resume import session_pids
 
 from fer_core.tune.pauses import AT_ENV, DIR_ENV
+from fer_core.tune.results import key_of_dirname
 from fer_core.tune.runner import StudyResult, run_study
 from fer_core.tune.spec import StudySpec
 from fer_core.tune.trainable import SYNTHETIC_TRAIN_FN
@@ -210,7 +211,8 @@ def test_resume_after_a_kill_at(points, cluster, reference, tmp_path):
     _check(run_dir, reference, stamps, before)
     killed = [p.split(":")[1] for p in points if p.startswith(("mid_epoch:", "trained:"))]
     for key in killed:  # the seed killed mid-flight continued from its checkpoint
-        assert json.loads((run_dir / "trials" / key / "result.json").read_text())["resumed_from"]
+        (tdir,) = [d for d in (run_dir / "trials").iterdir() if key_of_dirname(d.name) == key]
+        assert json.loads((tdir / "result.json").read_text())["resumed_from"]
     if killed:
         assert (run_dir / "tune" / f"attempt-{len(points) + 1}").is_dir()
 
@@ -278,7 +280,7 @@ def test_real_trainer_killed_after_a_seeds_last_epoch_resumes(cluster, tmp_path)
     deadline = time.time() + 30
     while _busy_workers(cluster[1]) and time.time() < deadline:
         time.sleep(0.1)
-    seed0 = run_dir / "trials" / "c0000-s0"
+    seed0 = run_dir / "trials" / "c0000_threshold-0.2_s0"
     assert (seed0 / "checkpoints" / "last.pt").is_file() and not (seed0 / "result.json").exists()
 
     _, spec = load_spec(str(study_file), None, small)

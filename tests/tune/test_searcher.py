@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 from pydantic import ValidationError
 
 from fer_core.study.schema import Algorithm
-from fer_core.tune.results import ResultBook, trial_key
+from fer_core.tune.results import ResultBook, trial_dirname
 from fer_core.tune.searcher import SeedGroupSearcher
 from fer_core.tune.searchers import SEARCHERS, list_searchers, searcher_options
 from fer_core.tune.spec import StudySpec
@@ -50,7 +50,7 @@ def _finish(s: SeedGroupSearcher, tid: str, values: list[float], done: bool = Tr
     for epoch, v in enumerate(values, 1):
         s.on_trial_result(tid, {"val/acc": v, "train/loss": 1 - v, "epoch": epoch})
     if done:
-        tdir = s.run_dir / "trials" / trial_key(*cfg)
+        tdir = s.run_dir / "trials" / trial_dirname(*cfg, s.groups[cfg[0]].params)
         tdir.mkdir(parents=True, exist_ok=True)
         (tdir / "result.json").write_text(json.dumps({"metrics": {"test/acc": 0.5}, "wall_s": 1}))
     s.on_trial_complete(tid, result=None, error=error)
