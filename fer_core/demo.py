@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fer_core.tune.dashboard import tensorboard_command
 from fer_core.tune.results import is_started
 
 STUDY = "pll_threshold"
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  Markdown / LaTeX / CSV:     {out_dir.resolve()}/")
     print(f"  trials table:               {(run_dir / 'trials.csv').resolve()}")
     print(f"  optuna-dashboard:           fer-study dashboard {run_dir}   (http://127.0.0.1:8080)")
-    print(f"  TensorBoard:                tensorboard --logdir {run_dir} --host 127.0.0.1")
+    print(f"  TensorBoard:                {tensorboard_command(run_dir)}")
     return 0
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from fer_core.tune.dashboard import tensorboard_command
+
+PROGRESS = re.compile(r"^\[ *\d+\.\ds\] trials ")
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["seeds=[0]", "trainer.epochs=1", "data.n_train=300", "data.n_val=100", "data.n_test=100"]
 
@@ -48,13 +52,76 @@ def test_demo_runs_the_threshold_study_and_reports_it(tmp_path: Path):
     # the closing lines tell the user where everything is
     assert str(html.resolve()) in out.stdout
     assert f"fer-study dashboard {run_dir}" in out.stdout
-    assert f"tensorboard --logdir {run_dir}" in out.stdout
+    assert f"{tensorboard_command(run_dir)}\n" in out.stdout  # the same command as the report's
+    assert tensorboard_command(run_dir) in page
+    _check_console(out.stdout + out.stderr)
+    _check_numbering(run_dir, rows, out.stdout)
+    _check_tensorboard(run_dir, rows)
     # a second `make demo` keeps the finished trials and runs nothing again
     again = _demo(tmp_path)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "--resume" in again.stdout and "nothing to run" in again.stdout
     with (run_dir / "trials.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == len(rows)
+
+
+def _check_console(text: str) -> None:
+    """At most 25 lines besides the progress lines, no escape codes off a terminal, none of
+    Ray's own chatter (checkpoint lines, banners, the /tmp TensorBoard hint, num_samples=-1)."""
+    lines = text.splitlines()
+    progress = [ln for ln in lines if PROGRESS.match(ln)]
+    other = [ln for ln in lines if not PROGRESS.match(ln)]
+    assert len(other) <= 25, "\n".join(other)
+    assert "\x1b" not in text
+    for noise in ("Checkpoint successfully", "/tmp/ray", "9223372036854775807", "Traceback"):
+        assert noise not in text, noise
+    assert len(progress) == len(set(ln.split("] ", 1)[1] for ln in progress))  # only changes
+    assert "(config 0, 1/1 seeds)" not in text  # a complete configuration needs no count
+
+
+def _check_numbering(run_dir: Path, rows: list[dict], stdout: str) -> None:
+    """One numbering: dry-run order = config_id = Optuna trial = directory = console."""
+    import optuna
+
+    from fer_core.study import load_study, plan_trials
+    from fer_core.tune.results import trial_dirname
+
+    plan = plan_trials(load_study(REPO / "studies" / "pll_threshold.yaml", "synth", SMALL))
+    planned = {t.config_id: t.params for t in plan.configs()}
+    study = optuna.load_study(
+        study_name="pll_threshold-synth", storage=f"sqlite:///{run_dir / 'optuna.db'}"
+    )
+    assert study.metric_names == ["val/acc (mean of 1 seed)"]
+    assert {"paper", "profile", "study_hash", "command"} <= set(study.user_attrs)
+    for r in rows:
+        cid, seed = int(r["config_id"]), int(r["seed"])
+        value = float(r["param.method.revision.threshold"])
+        assert planned[cid] == {"method.revision.threshold": value}
+        assert int(r["optuna_trial"]) == cid
+        t = study.trials[cid]
+        assert t.number == cid and t.user_attrs["config_id"] == cid
+        assert t.params == planned[cid]
+        name = trial_dirname(cid, seed, planned[cid])
+        assert r["trial_dir"] == f"trials/{name}" and (run_dir / "trials" / name).is_dir()
+        assert name == f"c{cid:04d}_threshold-{value}_s{seed}"
+        assert any(k.endswith(" per seed") for k in t.user_attrs) and "test/acc" in t.user_attrs
+    best = re.findall(r"\(config (\d+)\)", stdout)[-1]
+    metric = study.metric_names[0].split(" ")[0]
+    done = [r for r in rows if r["status"] == "TERMINATED"]
+    top = max(done, key=lambda r: float(r[f"best.{metric}"]))  # one seed: the row is the mean
+    assert int(best) == int(top["config_id"])
+
+
+def _check_tensorboard(run_dir: Path, rows: list[dict]) -> None:
+    """TensorBoard over the run directory finds exactly one run per trial (no Ray copies)."""
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    mux = EventMultiplexer().AddRunsFromDirectory(str(run_dir))
+    runs = sorted(mux.Runs())
+    assert runs == sorted(r["trial_dir"] for r in rows), runs
+    mux.Reload()
+    for run in runs:
+        assert mux.GetAccumulator(run).Tags()["scalars"], run
 
 
 def test_demo_without_the_study_file_says_where_to_run_it(tmp_path: Path):

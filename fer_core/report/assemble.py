@@ -162,8 +162,10 @@ def provenance_table(runs: Sequence[RunData]) -> Table:
 
 def commands(run: RunData) -> list[str]:
     """How to look at a run live: TensorBoard over its trials and optuna-dashboard on its storage."""
+    from fer_core.tune.dashboard import tensorboard_command
+
     return [
-        f"tensorboard --logdir {run.run_dir}/trials --host 127.0.0.1",
+        tensorboard_command(run.run_dir),
         f"fer-study dashboard {run.run_dir}",
     ]
 
