@@ -83,9 +83,33 @@ def check_layout(name: str, root: str, verify: bool = True) -> dict:
     return result
 
 
+def data_options() -> dict[str, str]:
+    """``train data=<option>`` -> the dataset (layout) it reads, from ``conf/data/*.yaml``
+    (``affectnet7`` and ``affectnet8`` both read ``affectnet``)."""
+    import yaml
+
+    conf = Path(__file__).resolve().parents[1] / "conf" / "data"
+    out = {}
+    for f in sorted(conf.glob("*.yaml")):
+        out[f.stem] = str((yaml.safe_load(f.read_text(encoding="utf-8")) or {}).get("name", f.stem))
+    return out
+
+
+def layout_name(name: str) -> str:
+    """A ``data check`` name: a layout as it is, or a ``train data=`` option mapped to its
+    layout with a note on stderr (``affectnet7`` -> ``affectnet``)."""
+    from fer_core.data import LAYOUTS
+
+    option = data_options().get(name)
+    if name not in LAYOUTS and option and option != name:
+        print(f"note: data={name} reads the {option!r} layout; checking {option}", file=sys.stderr)
+        return option
+    return name
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     try:
-        res = check_layout(args.dataset, args.root, verify=not args.no_verify)
+        res = check_layout(layout_name(args.dataset), args.root, verify=not args.no_verify)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -109,9 +133,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:  # noqa: ARG001
     from fer_core.data import dataset_kwargs, list_datasets
 
+    options = data_options()
     for name in list_datasets():
         kw = ", ".join(f"{k}={v!r}" for k, v in dataset_kwargs(name).items())
-        print(f"{name}: {kw}")
+        train = " | ".join(f"data={o}" for o, n in options.items() if n == name) or "-"
+        print(f"{name} (train: {train}): {kw}")
     return 0
 
 
@@ -140,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser(
         "check", help="verify a dataset's layout: counts per class and split, bad files"
     )
-    p.add_argument("dataset", help="rafdb | ferplus | affectnet | sfew | folder")
+    p.add_argument(
+        "dataset", help="rafdb | ferplus | affectnet (or affectnet7 | affectnet8) | sfew | folder"
+    )
     p.add_argument("--root", required=True, help="the dataset folder")
     p.add_argument("--no-verify", action="store_true", help="only check that files exist (faster)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

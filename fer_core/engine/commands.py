@@ -14,7 +14,8 @@ USAGE = """examples:
   fer-study train --cfg job method=pll              print the resolved config, do not train
   fer-study train recipe=mae_finetune stages.pretrain.trainer.epochs=2 stages.finetune.method.label_smoothing=0.1
   fer-study train recipe=maskfeat_pll trainer.epochs=2 --cfg job
-  fer-study train stages.pretrain.method=mae stages.finetune.method=ce   ad-hoc stages, in the order named
+  fer-study train model=vit_tiny_cpu stages.pretrain.method=mae stages.finetune.method=ce
+                                                    ad-hoc stages, in the order named (MAE needs a ViT)
   fer-study train trainer.resume=runs/<dir>/checkpoints   continue a run exactly
 
 groups: data, model, method, optim, sched, trainer (options: fer_core/conf/<group>/*.yaml)
