@@ -59,4 +59,5 @@ def test_check_errors(tmp_path, capsys):
 def test_list(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "synthfer: n_train=" in out and "rafdb: root=None" in out
+    assert "synthfer (train: data=synthfer): n_train=" in out
+    assert "rafdb (train: data=rafdb): root=None" in out
