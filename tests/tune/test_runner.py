@@ -84,7 +84,9 @@ def test_grid_study_with_an_errored_trial_goes_on(tmp_path):
 def test_asha_prunes_and_optuna_records_pruned(tmp_path):
     spec = StudySpec(
         name="asha",
-        space={"synthetic.x1": {"grid": [0.0, 0.2, 0.5, 0.8]}},
+        space={
+            "synthetic.x1": {"grid": [0.5, 0.8, 0.2, 0.0]}
+        },  # best first: later, worse configs meet a filled rung (grids run in this order)
         seeds=[0],
         base_overrides=["trainer.epochs=4", "synthetic.epoch_s=0.3"],
         scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2},
