@@ -23,11 +23,6 @@ from fer_core.data.base import FERImageSet
 from fer_core.data.transforms import normalize, resolve_policy
 from fer_core.methods.base import MethodNeeds
 
-DEFAULT_UNLABELLED_VIEWS = (
-    "weak",
-    "strong",
-)  # 004 Sec. 4.2: the teacher's weak, the student's strong
-
 
 def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.to(device, non_blocking=True)
@@ -57,13 +52,13 @@ def view_names(
     return names
 
 
-def unlabelled_settings(semi: dict | None) -> tuple[float, list[str]]:
-    """``(trainer.semi.unlabelled_ratio, trainer.semi.unlabelled_views)``, checked."""
-    semi = semi or {}
-    ratio = semi.get("unlabelled_ratio", 1.0)
+def unlabelled_settings(semi: dict) -> tuple[float, list[str]]:
+    """``(trainer.semi.unlabelled_ratio, trainer.semi.unlabelled_views)``, checked (their
+    defaults live in ``conf/trainer/default.yaml`` only)."""
+    ratio = semi["unlabelled_ratio"]
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 0:
         raise ValueError(f"trainer.semi.unlabelled_ratio must be a number > 0, got {ratio!r}")
-    views = semi.get("unlabelled_views") or list(DEFAULT_UNLABELLED_VIEWS)
+    views = semi["unlabelled_views"]
     for n in dict.fromkeys(views):
         try:
             load_policy(str(n))
@@ -92,8 +87,8 @@ class BatchMaker:
         self.ds = train
         self.needs = needs
         self.device = device
-        self.policy = resolve_policy(aug.get("policy", "auto"), train.name)
-        self.views = view_names(views, needs, aug.get("policy", "auto"), train.name)
+        self.policy = resolve_policy(aug["policy"], train.name)
+        self.views = view_names(views, needs, aug["policy"], train.name)
         self._policies = {n: load_policy(n) for n in self.views}
         self.channels_last = channels_last
         self.unlabelled = unlabelled if unlabelled is not None else train

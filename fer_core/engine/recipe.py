@@ -127,7 +127,7 @@ def build_stage_method(scfg: dict, data: StageData, s: TrainerSettings) -> Metho
     info = method_info(scfg, data)
     method = build.build_method(scfg, info, checkpoint=init)
     try:  # views and the unlabelled stream: bad policy names or counts fail before training
-        view_names(method.views, method.needs, (s.aug or {}).get("policy", "auto"), info.dataset)
+        view_names(method.views, method.needs, s.aug["policy"], info.dataset)
         if method.needs.unlabelled:
             unlabelled_settings(s.semi)
     except ValueError as e:
@@ -339,9 +339,7 @@ def check_kfold(pool_labels: torch.Tensor, k: int, num_classes: int | None = Non
         )
 
 
-def kfold_splits(
-    splits: DataSplits, k: int, seed: int, val_fraction: float = 0.1
-) -> list[DataSplits]:
+def kfold_splits(splits: DataSplits, k: int, seed: int, val_fraction: float) -> list[DataSplits]:
     """Pool train + val, deal it into ``k`` stratified folds; fold i tests on fold i and trains on
     the rest minus a seeded stratified ``val_fraction`` of it that validates (0: validate on the
     test fold). ``run_kfold`` passes ``trainer.kfold.val_fraction`` (module docstring)."""

@@ -6,6 +6,7 @@ from conftest import random_set
 
 from fer_core.data.transforms import random_crop_flip
 from fer_core.engine.batches import BatchMaker
+from fer_core.engine.build import compose
 from fer_core.engine.metrics import classification_metrics
 from fer_core.methods.base import MethodNeeds
 
@@ -20,7 +21,11 @@ def test_crop_flip_moves_boxes_with_pixels():
         assert [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] == b[0].long().tolist()
 
 
+SEMI = dict(compose(["trainer.epochs=1"]).trainer.semi)  # the trainer group's defaults
+
+
 def _maker(ds, needs, policy="none", **kw):
+    kw["semi"] = {**SEMI, **kw.get("semi", {})}
     return BatchMaker(ds, needs, {"policy": policy}, torch.device("cpu"), **kw)
 
 

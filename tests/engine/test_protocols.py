@@ -44,7 +44,7 @@ def test_transfer_protocol_starts_from_checkpoint(splits, tmp_path):
 
 
 def test_kfold_splits_partition_the_pool(splits):
-    folds = kfold_splits(splits, 3, seed=0)
+    folds = kfold_splits(splits, 3, seed=0, val_fraction=0.1)
     assert len(folds) == 3
     n_pool = len(splits.train) + len(splits.val)
     assert sum(len(f.test) for f in folds) == n_pool
