@@ -108,6 +108,16 @@ class Backbone(nn.Module):
         patch = fmap.flatten(2).transpose(1, 2)  # [N, h*w, D]
         return BackboneFeatures(patch=patch, cls=None, pooled=patch.mean(dim=1), stages=maps)
 
+    def stage_info(self) -> list[dict[str, Any]]:
+        """timm's ``feature_info`` of the maps ``features(x, stages=True)`` returns, in order:
+        one dict per stage with ``num_chs`` (its channel width C_j), ``reduction`` (input side /
+        map side) and ``module``. resnet_tiny_cpu: widths 32, 64, 128, 256 at reductions 4, 8, 16,
+        32; a plain ViT's blocks all share one reduction (its patch size)."""
+        info = list(self.model.feature_info)
+        idx = self.stage_indices
+        chosen = info[-int(idx) :] if isinstance(idx, int) else [info[int(i)] for i in idx]
+        return [dict(d) for d in chosen]
+
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """x [N, C, H, W] -> pooled feature [N, D]."""
         return self.features(x).pooled
