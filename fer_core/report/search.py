@@ -100,10 +100,15 @@ def load_optuna_study(run: RunData):
         )
         return None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        return optuna.load_study(study_name=run.optuna_study_name, storage=url)
+    from fer_core.tune.storage import mask_text, mask_url, open_storage
+
+    try:  # open_storage: a server URL's masked password comes from PGPASSWORD / ~/.pgpass
+        return optuna.load_study(study_name=run.optuna_study_name, storage=open_storage(url))
     except Exception as exc:  # a missing study or an unreadable storage must not kill a report
-        run.notes.append(f"Optuna study {run.optuna_study_name!r} not readable at {url}: {exc}")
+        run.notes.append(
+            f"Optuna study {run.optuna_study_name!r} not readable at {mask_url(url)}: "
+            + mask_text(str(exc), url)
+        )
         return None
 
 

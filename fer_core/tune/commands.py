@@ -33,9 +33,28 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--new", action="store_true", help="start a numbered sibling run directory")
     p.add_argument("--dry-run", action="store_true", help="print the trials; run nothing")
     p.add_argument(
-        "--storage", default=None, help="Optuna storage URL (default: sqlite in RUN_DIR)"
+        "--storage",
+        default=None,
+        help="Optuna storage URL (default: sqlite in RUN_DIR), e.g. "
+        "postgresql://user@host:5432/db (password: PGPASSWORD or ~/.pgpass; masked in logs)",
     )
-    p.add_argument("--address", default=None, help="existing Ray cluster: auto | ray://host:port")
+    p.add_argument(
+        "--address", default=None, help="existing Ray cluster: auto | host:port | ray://host:port"
+    )
+    p.add_argument(
+        "--storage-path",
+        default=None,
+        metavar="URI",
+        help="Tune's storage for a multi-machine cluster (s3://..., gs://..., file:///shared); "
+        "default RUN_DIR/tune",
+    )
+    p.add_argument(
+        "--trial-resource",
+        action="append",
+        default=[],
+        metavar="NAME=N",
+        help="a custom Ray resource each trial needs (a node started with --resources)",
+    )
     p.add_argument(
         "--gpus-per-trial", type=float, default=None, help="GPUs per trial (fractions ok)"
     )
@@ -72,16 +91,37 @@ def dry_run(study) -> str:
     return format_plan(plan_trials(study))
 
 
+def parse_trial_resources(items: list[str]) -> dict[str, float]:
+    """``--trial-resource NAME=N`` (repeatable) -> ``{NAME: N}``."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            amount = float(value)
+        except ValueError:
+            amount = -1.0
+        if not sep or not name or amount <= 0 or name in ("CPU", "GPU"):
+            raise ValueError(
+                f"--trial-resource {item!r}: give NAME=N with N > 0 for a custom Ray resource "
+                "(CPUs and GPUs: -o resources.cpu=N, --gpus-per-trial N)"
+            )
+        out[name] = amount
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from fer_core.tune.resources import UnsatisfiableResourcesError
     from fer_core.tune.results import is_started
     from fer_core.tune.runner import (
+        ClusterAddressError,
         NoGPUError,
         StudyChangedError,
         default_run_dir,
         new_run_dir,
         run_study,
     )
+    from fer_core.tune.storage import StorageError, mask_text
 
     try:
         study, spec = load_spec(args.file, args.profile, list(args.override))
@@ -108,11 +148,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     ray_kwargs = {"num_cpus": args.num_cpus} if args.num_cpus else None
     try:
+        custom = parse_trial_resources(args.trial_resource)
+    except ValueError as exc:
+        print(f"fer-study run: {exc}", file=sys.stderr)
+        return 1
+    try:
         result = run_study(
             spec,
             run_dir,
             storage=args.storage,
             address=args.address,
+            storage_path=args.storage_path,
+            trial_resources=custom,
             gpus_per_trial=args.gpus_per_trial,
             cpu_only=args.cpu_only,
             resume=args.resume,
@@ -123,8 +170,15 @@ def main(argv: list[str] | None = None) -> int:
             progress_interval=args.progress_interval,
             verbose=args.verbose,
         )
-    except (StudyChangedError, NoGPUError, ValueError) as exc:
-        print(f"fer-study run: {exc}", file=sys.stderr)
+    except (
+        StudyChangedError,
+        NoGPUError,
+        ValueError,
+        StorageError,
+        UnsatisfiableResourcesError,
+        ClusterAddressError,
+    ) as exc:
+        print(f"fer-study run: {mask_text(str(exc), args.storage)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         from fer_core.tune.runner import resume_hint

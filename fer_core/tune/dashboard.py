@@ -1,7 +1,8 @@
 """``fer-study dashboard [RUN_DIR | --storage URL] [--port P]``: optuna-dashboard on 127.0.0.1.
 
 The storage is the run's (``manifest.json``'s ``storage``, else ``RUN_DIR/optuna.db``) or any
-SQLAlchemy URL. The server binds 127.0.0.1 only; it runs until Ctrl-C.
+SQLAlchemy URL. A manifest keeps a server URL with its password masked (``***``); the dashboard
+then connects without it, so libpq takes it from ``PGPASSWORD`` or ``~/.pgpass``. The server binds 127.0.0.1 only; it runs until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -62,11 +63,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from optuna_dashboard import run_server
 
-    from fer_core.tune.storage import open_storage
+    from fer_core.tune.storage import StorageError, mask_url, open_storage
 
-    print(f"optuna-dashboard on http://{HOST}:{args.port}/ for {url} (Ctrl-C stops)", flush=True)
     try:
-        run_server(open_storage(url), host=HOST, port=args.port)
+        storage = open_storage(url)
+    except StorageError as exc:
+        print(f"fer-study dashboard: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"optuna-dashboard on http://{HOST}:{args.port}/ for {mask_url(url)} (Ctrl-C stops)",
+        flush=True,
+    )
+    try:
+        run_server(storage, host=HOST, port=args.port)
     except KeyboardInterrupt:
         pass
     return 0

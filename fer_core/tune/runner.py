@@ -23,11 +23,14 @@ from typing import Any
 from fer_core.tune import pauses
 from fer_core.tune.manifest import study_changes, write_manifest, write_study_yaml
 from fer_core.tune.progress import ProgressCallback, best_so_far
+from fer_core.tune.resources import check_cluster, check_local, trial_request
 from fer_core.tune.results import ResultBook, trial_dirname
 from fer_core.tune.spec import StudySpec
 from fer_core.tune.storage import (
     conditions,
     default_storage_url,
+    mask_text,
+    mask_url,
     num_configs,
     open_study,
     to_distributions,
@@ -41,6 +44,18 @@ class StudyChangedError(ValueError):
 
 class NoGPUError(RuntimeError):
     """The study asks for GPUs and the Ray cluster has none (``--cpu-only`` runs it on CPU)."""
+
+
+class RunDirError(ValueError):
+    """The run directory cannot be written (read-only path, no permission): found before Ray."""
+
+
+class ClusterAddressError(RuntimeError):
+    """``--address`` names a Ray cluster that does not answer."""
+
+
+#: Seconds ``--address host:port`` may take to accept a TCP connection.
+ADDRESS_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -104,6 +119,47 @@ def quiet_ray(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def check_address(address: str | None, timeout: float = ADDRESS_TIMEOUT_S) -> None:
+    """``--address host:port`` (or ``ray://host:port``) must accept a TCP connection within
+    ``timeout`` seconds; ``auto`` and ``local`` are Ray's to resolve."""
+    import socket
+
+    if not address or address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterAddressError(
+            f"--address {address}: give host:port (a head's GCS port, default 6379), "
+            "ray://host:port (Ray Client, default 10001) or auto"
+        )
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ClusterAddressError(
+            f"--address {address}: no Ray cluster answers ({exc.strerror or exc}); check that the "
+            f"head runs ('ray status --address {hostport}' on it), that port {port} is open from "
+            "this machine, and the address printed by 'ray start --head'"
+        ) from None
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Create ``run_dir`` and prove it writable (a probe file), before Ray or any data."""
+    probe = run_dir / f".write-probe-{os.getpid()}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise RunDirError(
+            f"--run-dir {run_dir}: cannot write there ({exc.strerror or exc}); give a writable "
+            "--run-dir (the run directory holds manifest.json, trials.csv and every trial's "
+            "outputs; on a cluster, a path every node can write, or --storage-path URI for "
+            "Tune's storage)"
+        ) from None
+
+
 def _ray_init(
     address: str | None, ray_init_kwargs: dict[str, Any] | None, verbose: bool = False
 ) -> tuple[bool, float]:
@@ -111,6 +167,7 @@ def _ray_init(
 
     if ray.is_initialized():
         return False, 0.0
+    check_address(address)
     env = {
         "FER_STUDY_CACHE": os.environ.get("FER_STUDY_CACHE", ""),
         "RAY_CHDIR_TO_TRIAL_DIR": "0",
@@ -216,9 +273,40 @@ def describe_study(study, spec: StudySpec, manifest: dict[str, Any]) -> None:
             study.set_user_attr(key, value)
 
 
-def _attempt(run_dir: Path) -> int:
-    tdir = run_dir / "tune"
-    return 1 + sum(1 for p in tdir.glob("attempt-*")) if tdir.is_dir() else 1
+class StoragePathError(ValueError):
+    """``--storage-path`` is not a URI pyarrow's filesystems open."""
+
+
+def tune_storage_path(run_dir: Path, storage_path: str | None) -> str:
+    """Where Tune keeps ``attempt-<n>/``: ``RUN_DIR/tune``, or ``<URI>/<run dir name>/tune``
+    for ``--storage-path URI``, whose scheme pyarrow must know (checked here, before Ray)."""
+    if not storage_path:
+        return str(run_dir / "tune")
+    import pyarrow.fs
+
+    uri = f"{storage_path.rstrip('/')}/{run_dir.name}/tune"
+    try:
+        fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+        fs.create_dir(path, recursive=True)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ...
+        raise StoragePathError(
+            f"--storage-path {storage_path}: {_first_line(exc)}; give a URI pyarrow's filesystems "
+            "open (file:///shared/runs, s3://bucket/runs, gs://bucket/runs, hdfs://...) or a "
+            "path every node of the cluster mounts"
+        ) from None
+    return uri
+
+
+def _attempt(tune_storage: str) -> int:
+    """The next ``attempt-<n>`` under Tune's storage (a local path or a pyarrow URI)."""
+    import pyarrow.fs
+
+    try:
+        fs, path = pyarrow.fs.FileSystem.from_uri(tune_storage)
+    except Exception:  # noqa: BLE001 - a plain local path
+        fs, path = pyarrow.fs.LocalFileSystem(), str(Path(tune_storage).resolve())
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+    return 1 + sum(1 for i in infos if i.base_name.startswith("attempt-"))
 
 
 def run_study(
@@ -227,6 +315,8 @@ def run_study(
     *,
     storage: str | None = None,
     address: str | None = None,
+    storage_path: str | None = None,
+    trial_resources: dict[str, float] | None = None,
     gpus_per_trial: float | None = None,
     cpu_only: bool = False,
     resume: bool = False,
@@ -248,6 +338,15 @@ def run_study(
     ``hparams``: write an extra TensorBoard HParams record per trial (off by default: the
     trainer's logger already writes one into each trial's own event file).
     ``verbose``: Ray's own output (banners, checkpoint lines, worker output) as Ray prints it.
+    ``storage_path``: Tune's storage (``tune/attempt-<n>``: experiment state, checkpoints, result
+    logs) at a URI pyarrow's filesystems open (``s3://...``, ``gs://...``, ``file:///shared``);
+    default ``RUN_DIR/tune``. ``trial_resources``: custom Ray resources per trial (``{"node_b":
+    1}``), beside ``resources.cpu`` / ``resources.gpu``.
+
+    Checked before any data or Ray (each fails within seconds, naming what to change): the run
+    directory is writable, the storage opens (URL and server message with the password masked),
+    ``--address`` answers, ``--storage-path`` has a known scheme, and some node can run one trial
+    (``resources.py``).
     """
     log = log or (lambda msg: print(msg, flush=True))
     run_dir = Path(run_dir).resolve()
@@ -260,9 +359,26 @@ def run_study(
                 + "\n  ".join(changed)
                 + "\nrun it with --new for a fresh run directory, or restore the study file"
             )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    gpu = 0.0 if cpu_only else float(gpus_per_trial if gpus_per_trial is not None else spec.gpu)
+    check_run_dir(run_dir)
+    asked_gpu = float(gpus_per_trial if gpus_per_trial is not None else spec.gpu)
+    gpu = 0.0 if cpu_only else asked_gpu
+    if cpu_only and asked_gpu > 0:
+        log(
+            f"--cpu-only: the study asks {asked_gpu:g} GPU per trial "
+            f"({'--gpus-per-trial' if gpus_per_trial is not None else 'resources.gpu'}, profile "
+            f"{spec.profile}); each trial runs on CPU with 0 GPUs and {spec.cpu:g} CPUs "
+            "(resources.cpu unchanged)"
+        )
+    request = trial_request(spec.cpu, gpu, trial_resources)
+    quiet_ray(verbose)
+    import ray
+
+    if not address and not ray.is_initialized():
+        check_local(request, ray_init_kwargs)
+    tune_storage = tune_storage_path(run_dir, storage_path)
     storage_url = storage or default_storage_url(run_dir)
+    dists = to_distributions(spec)
+    study = open_study(spec, storage_url, dists)  # a bad --storage fails here, before data
     write_study_yaml(run_dir, spec)
 
     data_hash, folds = None, None
@@ -274,10 +390,14 @@ def run_study(
     manifest = write_manifest(
         run_dir,
         spec,
-        storage_url,
+        mask_url(storage_url),
         data_hash,
-        argv,
-        {"resources": {"cpu": spec.cpu, "gpu": gpu}, "address": address},
+        [mask_text(str(a), storage_url) for a in (argv if argv is not None else sys.argv)],
+        {
+            "resources": {"cpu": spec.cpu, "gpu": gpu, **(trial_resources or {})},
+            "address": address,
+            "storage_path": tune_storage,
+        },
     )
 
     # Tune snapshots its state at every checkpoint when num_to_keep is set; that is wanted here.
@@ -292,8 +412,6 @@ def run_study(
 
     # The Optuna storage and trials.csv are reconciled before Ray starts: a finished study
     # resumed has nothing left and returns without starting Ray.
-    dists = to_distributions(spec)
-    study = open_study(spec, storage_url, dists)
     describe_study(study, spec, manifest)
     book = ResultBook(run_dir / "trials.csv")
     searcher = SeedGroupSearcher(
@@ -323,9 +441,11 @@ def run_study(
     started, ray_init_s = _ray_init(address, ray_init_kwargs, verbose)
     try:
         check_gpus(gpu)
+        check_cluster(request, address)
         log(
             f"study {spec.study_name}: {searcher.n_configs} configurations x {len(spec.seeds)} "
-            f"seeds, storage {storage_url}" + (f", ray.init {ray_init_s:.1f}s" if started else "")
+            f"seeds, storage {mask_url(storage_url)}"
+            + (f", ray.init {ray_init_s:.1f}s" if started else "")
         )
         trainable = make_trainable(
             train_fn,
@@ -339,7 +459,9 @@ def run_study(
         )
         progress = ProgressCallback(book, spec.metric, spec.mode, total, progress_interval)
         tuner = tune.Tuner(
-            tune.with_resources(trainable, {"cpu": spec.cpu, "gpu": gpu}),
+            tune.with_resources(
+                trainable, {"cpu": spec.cpu, "gpu": gpu, **(trial_resources or {})}
+            ),
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
                 scheduler=make_scheduler(spec, folds),
@@ -352,8 +474,8 @@ def run_study(
                 trial_dirname_creator=tune_trial_name,
             ),
             run_config=tune.RunConfig(
-                name=f"attempt-{_attempt(run_dir)}",
-                storage_path=str(run_dir / "tune"),
+                name=f"attempt-{_attempt(tune_storage)}",
+                storage_path=tune_storage,
                 failure_config=tune.FailureConfig(max_failures=spec.max_retries),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 # Ray's JSON/CSV result logs under tune/ stay; its TensorBoard copies do not

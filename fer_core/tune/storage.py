@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import optuna
 from optuna.distributions import (
@@ -30,12 +31,98 @@ def default_storage_url(run_dir: Path) -> str:
     return f"sqlite:///{Path(run_dir).resolve() / 'optuna.db'}"
 
 
+#: What a masked password reads as in logs, manifests, ``trials.csv`` and reports.
+MASK = "***"
+#: Seconds a server (PostgreSQL, MySQL) may take to accept a connection before the run fails.
+CONNECT_TIMEOUT_S = 10
+
+
+class StorageError(RuntimeError):
+    """The ``--storage`` URL cannot be opened (unreachable server, wrong password, bad URL)."""
+
+
+def _parse(url: str):
+    from sqlalchemy.engine import make_url
+
+    return make_url(url)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (every other part kept, as typed)."""
+    try:
+        parsed = _parse(url)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: nothing to mask reliably
+        return url
+    if not parsed.password:
+        return url
+    password = str(parsed.password)
+    out = url
+    for form in {password, quote_plus(password), quote(password, safe="")}:
+        out = out.replace(f":{form}@", f":{MASK}@")
+    return out
+
+
+def mask_text(text: str, url: str | None) -> str:
+    """``text`` with the password of ``url`` masked wherever it appears (server messages too)."""
+    if not url:
+        return text
+    try:
+        password = _parse(url).password
+    except Exception:  # noqa: BLE001
+        return text
+    if not password:
+        return text
+    password = str(password)
+    text = text.replace(url, mask_url(url))
+    forms = {password, quote_plus(password), quote(password, safe="")}
+    for form in forms:  # a short password is masked only where it sits in a URL
+        text = text.replace(f":{form}@", f":{MASK}@") if len(form) < 4 else text.replace(form, MASK)
+    return text
+
+
+def connect_url(url: str) -> str:
+    """The URL SQLAlchemy opens: ``postgresql://`` / ``postgres://`` go through psycopg 3 (the
+    project's driver; SQLAlchemy's default for ``postgresql://`` is psycopg2), and a masked
+    password (``***``, read back from a manifest) is dropped, so libpq takes it from
+    ``PGPASSWORD`` or ``~/.pgpass``."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if f":{MASK}@" in url:
+        url = url.replace(f":{MASK}@", "@")
+    return url
+
+
 def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An RDB storage; SQLite gets a generous lock timeout (the driver is its only writer)."""
+    """An RDB storage; SQLite gets a generous lock timeout (the driver is its only writer), a
+    server a connect timeout (an unreachable one fails within seconds). Failures raise
+    :class:`StorageError` with the masked URL, the server's message (masked) and what to check."""
     kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
+    target = connect_url(url)
+    if target.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-    return optuna.storages.RDBStorage(url, **kwargs)
+    elif target.startswith(("postgresql", "mysql")):
+        kwargs["engine_kwargs"] = {
+            "connect_args": {"connect_timeout": CONNECT_TIMEOUT_S},
+            "pool_pre_ping": True,
+        }
+    try:
+        return optuna.storages.RDBStorage(target, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy, driver and URL errors alike
+        raise StorageError(storage_hint(url, exc)) from None
+
+
+def storage_hint(url: str, exc: BaseException) -> str:
+    """One message for a storage that does not open: masked URL, server message, what to check."""
+    cause = exc
+    while getattr(cause, "orig", None) is not None or cause.__cause__ is not None:
+        cause = getattr(cause, "orig", None) or cause.__cause__
+    message = " ".join(str(cause).split())[:400] or type(cause).__name__
+    hint = "check the URL's host, port and database name, that the server runs and accepts "
+    hint += "connections from this machine (listen_addresses, pg_hba.conf), and the user's password"
+    hint += " (in the URL, PGPASSWORD or ~/.pgpass)" if "postgres" in url else ""
+    return mask_text(f"--storage {mask_url(url)}: cannot open the storage: {message}; {hint}", url)
 
 
 # ---------------------------------------------------------------- search space -> Optuna

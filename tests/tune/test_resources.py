@@ -1,0 +1,110 @@
+"""The resource check before the wait (issue 19): a trial no node can run fails within seconds."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from fer_core.tune.resources import (
+    Node,
+    UnsatisfiableResourcesError,
+    check_local,
+    check_request,
+    fitting_overrides,
+    trial_request,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_trial_request_drops_zeros_and_keeps_custom():
+    assert trial_request(8, 0) == {"CPU": 8.0}
+    assert trial_request(1, 0.5, {"node_b": 1}) == {"CPU": 1.0, "GPU": 0.5, "node_b": 1.0}
+
+
+def test_eight_cpus_on_a_two_cpu_node_names_request_node_and_fix():
+    with pytest.raises(UnsatisfiableResourcesError) as err:
+        check_request({"CPU": 8.0}, [Node("node A", {"CPU": 2.0})], "the cluster")
+    msg = str(err.value)
+    assert "one trial asks for 8 CPUs (resources.cpu)" in msg
+    assert "the largest, node A, has 2 CPUs" in msg
+    assert msg.endswith("Overrides that fit: -o resources.cpu=2")
+
+
+def test_gpus_a_node_lacks_offer_gpus_per_trial_and_cpu_only():
+    nodes = [Node("a", {"CPU": 16.0}), Node("b", {"CPU": 4.0, "GPU": 1.0})]
+    with pytest.raises(UnsatisfiableResourcesError) as err:
+        check_request({"CPU": 2.0, "GPU": 2.0}, nodes, "c")
+    msg = str(err.value)
+    assert "the largest, b, has 4 CPUs, 1 GPU" in msg  # the node covering most of the request
+    assert fitting_overrides({"CPU": 2.0, "GPU": 2.0}, nodes) == [
+        "--gpus-per-trial 1",
+        "--cpu-only",
+    ]
+    # no GPU anywhere: only --cpu-only fits; a fractional GPU node offers the fraction
+    assert fitting_overrides({"GPU": 1.0}, [Node("a", {"CPU": 2.0})]) == ["--cpu-only"]
+    assert fitting_overrides({"GPU": 1.0}, [Node("a", {"GPU": 0.5})])[0] == "--gpus-per-trial 0.5"
+
+
+def test_custom_resource_and_a_node_that_fits():
+    nodes = [Node("head", {"CPU": 2.0}), Node("worker", {"CPU": 2.0, "node_b": 1.0})]
+    check_request({"CPU": 1.0, "node_b": 1.0}, nodes, "c")  # the worker fits: no error
+    with pytest.raises(UnsatisfiableResourcesError, match="custom resource 'node_b'") as err:
+        check_request({"CPU": 1.0, "node_b": 2.0}, nodes, "c")
+    assert "ask for at most 1 'node_b' per trial" in str(err.value)
+    with pytest.raises(UnsatisfiableResourcesError) as err:
+        check_request({"disk_x": 1.0}, nodes, "c")
+    assert "start a node with --resources '{\"disk_x\": 1}'" in str(err.value)
+
+
+def test_an_autoscaling_node_type_that_fits_is_enough():
+    nodes = [Node("head", {"CPU": 2.0}), Node("node type 'gpu'", {"CPU": 8.0, "GPU": 1.0})]
+    check_request({"CPU": 8.0, "GPU": 1.0}, nodes, "c", autoscaling=True)
+    with pytest.raises(UnsatisfiableResourcesError, match="no node or node type of c"):
+        check_request({"CPU": 16.0}, nodes, "c", autoscaling=True)
+
+
+def test_local_check_counts_cpus_and_leaves_gpus_to_ray():
+    check_local({"CPU": 2.0, "GPU": 1.0}, {"num_cpus": 2})  # GPUs: counted once Ray runs
+    with pytest.raises(UnsatisfiableResourcesError) as err:
+        check_local({"CPU": 3.0, "GPU": 1.0}, {"num_cpus": 2})
+    msg = str(err.value)
+    assert "8" not in msg and "3 CPUs, 1 GPU" in msg and "-o resources.cpu=2" in msg
+    assert "--cpu-only" not in msg  # the GPU count is unknown before Ray, so not offered
+
+
+def test_paper_profile_on_two_cpus_fails_within_seconds(tmp_path, capsys):
+    """The issue's report: the 8-CPU paper profile with --cpu-only on a 2-CPU machine waited
+    forever; now it fails before Ray starts, naming the request, the node and the fix."""
+    import ray
+
+    from fer_core.tune import commands
+
+    t0 = time.time()
+    rc = commands.main(
+        [
+            str(REPO / "studies" / "pll_threshold.yaml"),
+            "--profile",
+            "paper",
+            "-o",
+            f"data.root={tmp_path / 'no-data'}",
+            "--cpu-only",
+            "--num-cpus",
+            "2",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ]
+    )
+    elapsed = time.time() - t0
+    out, err = capsys.readouterr()
+    assert rc == 1
+    assert elapsed < 10, elapsed
+    assert not ray.is_initialized()
+    assert "--cpu-only: the study asks 1 GPU per trial (resources.gpu, profile paper)" in out
+    assert "each trial runs on CPU with 0 GPUs and 8 CPUs" in out
+    assert "one trial asks for 8 CPUs (resources.cpu)" in err
+    assert "this machine (2 CPUs), has 2 CPUs" in err
+    assert "Overrides that fit: -o resources.cpu=2" in err
+    assert not (tmp_path / "run" / "manifest.json").exists()
