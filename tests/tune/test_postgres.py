@@ -16,6 +16,7 @@ import glob
 import json
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import socket
@@ -106,7 +107,8 @@ def pg():
             "PostgreSQL is not installed (initdb/pg_ctl; Debian: apt-get install postgresql)"
         )
     prefix = _as_user()
-    root = Path(tempfile.mkdtemp(prefix="fer-pg-"))
+    # /tmp, not $TMPDIR: the unprivileged user must reach it
+    root = Path(tempfile.mkdtemp(prefix="fer-pg-", dir="/tmp" if prefix else None))
     pwfile = root / "pw"
     pwfile.write_text(PASSWORD + "\n")
     if os.geteuid() == 0:
@@ -118,7 +120,7 @@ def pg():
 
     def run(*args: str) -> subprocess.CompletedProcess:
         cmd = [*prefix, *args] if not prefix or prefix[0].endswith("runuser") else [
-            *prefix, " ".join(args)]  # fmt: skip
+            *prefix, shlex.join(args)]  # fmt: skip
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
     out = run(initdb, "-D", str(root / "data"), "-U", USER, f"--pwfile={pwfile}",
