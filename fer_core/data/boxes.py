@@ -5,6 +5,12 @@ the dataset's boxes (SynthFER: the exact face box; AffectNet: the annotated box;
 datasets: the whole image); ``detector`` runs scikit-image's LBP frontal-face cascade (the one
 detector a kept package ships, PITFALLS.md) and falls back to the full image where it finds no
 face; ``full`` is the whole image.
+
+Config: the ``boxes.source`` knob of a method that needs boxes (``method.boxes.source`` of
+``ssfer``) reaches :func:`face_boxes` through the method's ``needs.box_source``
+(``engine/batches.py``), once per split before the first batch. The detector needs scikit-image,
+the ``detect`` extra (``pip install 'fer-study[detect]'``): :func:`require_detector` says so, and
+the method calls it when built, before any training.
 """
 
 from __future__ import annotations
@@ -14,6 +20,27 @@ import torch
 from fer_core.data.base import FERImageSet
 
 BOX_SOURCES = ("annotated", "detector", "full")
+
+
+DETECTOR_MISSING = (
+    "boxes.source=detector needs scikit-image, which is not installed: pip install "
+    "'fer-study[detect]' (or scikit-image), or choose boxes.source=annotated or full"
+)
+
+
+def detector_available() -> bool:
+    """Whether scikit-image (the ``detect`` extra) can be imported."""
+    try:
+        import skimage  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def require_detector() -> None:
+    """Raise ``ValueError`` naming ``boxes.source`` and the ``detect`` extra without scikit-image."""
+    if not detector_available():
+        raise ValueError(DETECTOR_MISSING)
 
 
 def full_image_boxes(n: int, height: int, width: int) -> torch.Tensor:
@@ -29,10 +56,8 @@ def detect_faces(images: torch.Tensor, min_size: int = 12) -> tuple[torch.Tensor
     try:
         from skimage.data import lbp_frontal_face_cascade_filename
         from skimage.feature import Cascade
-    except ImportError as exc:  # scikit-image is in the dev extra
-        raise ValueError(
-            "boxes.source=detector needs scikit-image (pip install scikit-image)"
-        ) from exc
+    except ImportError as exc:  # scikit-image is the detect extra
+        raise ValueError(DETECTOR_MISSING) from exc
     n, c, h, w = images.shape
     cascade = Cascade(lbp_frontal_face_cascade_filename())
     boxes = full_image_boxes(n, h, w)

@@ -7,7 +7,10 @@ into it plus per-sample augmentation by named policies (``fer_core/data/augment.
 Views: a method that declares ``views`` (a list of policy names, e.g. ``[simclr, simclr]``,
 overridable as ``method.views=[weak,strong]``) gets one view per name; otherwise every view uses
 ``trainer.aug.policy`` (``auto``: none on SynthFER, ``crop_flip`` on real data). Face boxes follow
-every geometric transform of every view. The unlabelled stream (``needs.unlabelled``) draws
+every geometric transform of every view. Where they come from: a method whose ``needs`` carries a
+``box_source`` (``annotated | detector | full``, its ``boxes.source`` knob, e.g. ``ssfer``) gets
+``data/boxes.py``'s ``face_boxes(split, box_source)``, computed once per split; without one, the
+dataset's boxes, or the whole image where it has none. The unlabelled stream (``needs.unlabelled``) draws
 ``trainer.semi.unlabelled_ratio`` unlabelled samples per labelled one, without replacement within
 an epoch, each with its own views (``trainer.semi.unlabelled_views``, default ``[weak, strong]``).
 """
@@ -20,6 +23,7 @@ import torch
 
 from fer_core.data.augment import load_policy
 from fer_core.data.base import FERImageSet
+from fer_core.data.boxes import face_boxes
 from fer_core.data.transforms import normalize, resolve_policy
 from fer_core.methods.base import MethodNeeds
 
@@ -98,12 +102,20 @@ class BatchMaker:
             self._policies.update({n: load_policy(n) for n in self.u_views})
         self._uperm: torch.Tensor | None = None
         self._upos = 0
+        # boxes.source (needs.box_source): each split's boxes, computed once (the detector is slow)
+        self.box_source: str | None = getattr(needs, "box_source", None)
+        self._box_table: dict[int, torch.Tensor] = {}
 
     def _img(self, x: torch.Tensor) -> torch.Tensor:
         x = _to(x, self.device)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def _boxes(self, ds: FERImageSet, idx: torch.Tensor, n_hw: tuple[int, int]) -> torch.Tensor:
+        if self.box_source is not None:
+            table = self._box_table.get(id(ds))
+            if table is None:
+                table = self._box_table[id(ds)] = face_boxes(ds, self.box_source)
+            return table[idx].float()
         if ds.boxes is not None:
             return ds.boxes[idx].float()
         h, w = n_hw  # no face boxes: the whole image

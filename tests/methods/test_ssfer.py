@@ -1,0 +1,155 @@
+"""SSFER's FaceMix stage (004 Sec. 3.4): knob checks, needs, the step's loss, boxes.source, training."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fer_core.data.base import FERImageSet
+from fer_core.engine.batches import BatchMaker
+from fer_core.engine.build import compose, stage_configs
+from fer_core.engine.recipe import run_stages
+from fer_core.losses.facemix import facemix_loss, iou_kappa
+from fer_core.methods import StepContext, create_method
+from fer_core.methods.mixing import mix_batch, sample_lambda
+from fer_core.methods.ssfer import BoxNeeds
+from fer_core.models.backbones import create_backbone
+
+
+def _ssfer(**kw):
+    bb = create_backbone("resnet_tiny_cpu", img_size=16, in_chans=1)
+    return create_method("ssfer", bb, 3, **kw)
+
+
+def _batch(n: int = 6, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 16, 16, generator=g) * 2 - 1
+    box = torch.tensor([[0.0, 0, 8, 8], [2, 2, 14, 14], [4, 0, 16, 12]]).repeat(n // 3, 1)
+    return {"image": x, "label": torch.arange(n) % 3, "index": torch.arange(n), "box": box,
+            "boxes": [box]}  # fmt: skip
+
+
+def _ctx(seed: int = 0) -> StepContext:
+    return StepContext(0, 0, 0, 1, 1, torch.device("cpu"), torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"facemix_kappa": "iou", "boxes_source": "full"},
+         r"facemix.kappa=iou with boxes.source=full: .* choose boxes.source=annotated or detector"),
+        ({"facemix_alpha": 0.0}, r"facemix.alpha must be a number > 0 .*got 0.0"),
+        ({"facemix_alpha": -1}, r"facemix.alpha must be a number > 0"),
+        ({"facemix_loss": "L5"}, r"facemix.loss must be one of L1, L2, L3, L4 .*got 'L5'"),
+        ({"facemix_kappa": "lpips"}, r"facemix.kappa must be one of iou, psnr, ssim, fsim, none"),
+        ({"facemix_enabled": "cutmix"}, r"facemix.enabled must be true .*, false .* or mixup"),
+        ({"boxes_source": "yolo"}, r"boxes.source must be one of annotated, detector, full"),
+    ],
+)  # fmt: skip
+def test_bad_settings_fail_at_build_naming_the_knob(kw, message):
+    with pytest.raises(ValueError, match=message):
+        _ssfer(**kw)
+
+
+def test_full_boxes_are_fine_without_iou():
+    assert not _ssfer(facemix_kappa="ssim", boxes_source="full").needs.boxes
+    assert not _ssfer(facemix_enabled="mixup", boxes_source="full").needs.boxes
+
+
+def test_detector_without_scikit_image_is_refused(monkeypatch):
+    monkeypatch.setitem(sys.modules, "skimage", None)  # import skimage -> ImportError
+    with pytest.raises(ValueError, match=r"boxes.source=detector needs scikit-image.*\[detect\]"):
+        _ssfer(boxes_source="detector")
+    _ssfer(boxes_source="detector", facemix_kappa="psnr")  # no boxes used: no detector needed
+
+
+def test_needs_and_metrics_follow_the_knobs():
+    m = _ssfer()
+    assert m.needs.boxes and m.needs.box_source == "annotated"
+    assert m.own_metrics == ("train/mix", "train/real", "train/kappa")
+    assert _ssfer(facemix_enabled="mixup").own_metrics == ("train/mix",)
+    assert _ssfer(facemix_enabled=False).own_metrics == ("train/ce",)
+
+
+@pytest.mark.parametrize("form", ["L1", "L2", "L3", "L4"])
+def test_step_is_the_facemix_loss_on_unmixed_and_mixed_images(form):
+    torch.manual_seed(0)
+    m = _ssfer(facemix_loss=form).eval()  # eval: BatchNorm uses running stats, batch-independent
+    batch = _batch()
+    before = {k: v.clone() for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    out = m.training_step(batch, _ctx(3))
+    for k, v in before.items():  # nothing mixed in place
+        assert torch.equal(batch[k], v), k
+    # the same draws, by hand: lam (one per batch), then the permutation
+    g = torch.Generator().manual_seed(3)
+    lam = sample_lambda(1, 1.0, 1.0, g).expand(6)
+    mix = mix_batch(batch["image"], g, kind="mixup", alpha=1.0, beta=1.0, lam=lam)
+    kappa = iou_kappa(batch["box"], batch["box"][mix.index])
+    with torch.no_grad():
+        ref, _ = facemix_loss(m(mix.images), m(batch["image"]), batch["label"], mix.index, lam,
+                              kappa, form)  # fmt: skip
+    assert float(out.loss.detach()) == pytest.approx(float(ref), abs=1e-5)
+    assert float(out.logs["kappa"]) == pytest.approx(float(kappa.mean()), abs=1e-6)
+    assert torch.allclose(out.logits, m(batch["image"]).detach(), atol=1e-5)
+
+
+def test_mixup_and_ce_rows():
+    torch.manual_seed(0)
+    batch = _batch()
+    ce = _ssfer(facemix_enabled=False).eval()
+    out = ce.training_step(batch, _ctx())
+    assert float(out.loss.detach()) == pytest.approx(
+        float(F.cross_entropy(ce(batch["image"]), batch["label"]))
+    )
+    mx = _ssfer(facemix_enabled="mixup").eval()
+    out = mx.training_step(batch, _ctx(3))
+    g = torch.Generator().manual_seed(3)
+    lam = sample_lambda(1, 1.0, 1.0, g).expand(6)
+    mix = mix_batch(batch["image"], g, kind="mixup", alpha=1.0, beta=1.0, lam=lam)
+    with torch.no_grad():
+        logp = F.log_softmax(mx(mix.images), 1)
+    ref = -(mix.targets(batch["label"], 3) * logp).sum(1).mean()
+    assert float(out.loss.detach()) == pytest.approx(float(ref), abs=1e-5)
+
+
+@pytest.mark.parametrize("kappa", ["psnr", "ssim", "fsim", "none"])
+def test_image_kappas_and_unlabelled_rows(kappa):
+    m = _ssfer(facemix_kappa=kappa)
+    batch = _batch()
+    batch["label"][1] = -1
+    out = m.training_step(batch, _ctx())
+    assert torch.isfinite(out.loss) and out.logits.shape == (6, 3)
+    assert 0.0 <= float(out.logs["kappa"]) <= 1.0
+    if kappa == "none":
+        assert float(out.logs["kappa"]) == 1.0
+
+
+def test_box_source_reaches_the_batches():
+    g = torch.Generator().manual_seed(0)
+    ds = FERImageSet(
+        images=torch.randint(0, 256, (6, 1, 16, 16), generator=g, dtype=torch.uint8),
+        labels=torch.arange(6) % 3, num_classes=3,
+        boxes=torch.tensor([[1.0, 2, 9, 12]]).repeat(6, 1),
+    )  # fmt: skip
+    aug = {"policy": "none"}
+    assert _ssfer(boxes_source="annotated").needs == BoxNeeds(boxes=True, box_source="annotated")
+    for source, want in (("annotated", [1.0, 2, 9, 12]), ("full", [0.0, 0, 16, 16])):
+        needs = BoxNeeds(boxes=True, box_source=source)
+        b = BatchMaker(ds, needs, aug, torch.device("cpu")).make(torch.arange(4), g)
+        assert b["box"].tolist() == [want] * 4, source
+
+
+def test_trains_on_synthfer_with_varying_kappa(tmp_path):
+    over = ["method=ssfer", "trainer.epochs=1", "trainer.batch_size=32", "trainer.threads=1",
+            "data.n_train=96", "data.n_val=32", "data.n_test=32", "data.img_size=32"]  # fmt: skip
+    seen: list[dict] = []
+    res = run_stages(
+        stage_configs(compose(over)), tmp_path, lambda s, e, m, c: seen.append(m) or True
+    )
+    last = seen[-1]
+    assert 0.0 < last["train/kappa"] < 1.0  # exact SynthFER boxes: kappa varies between pairs
+    assert last["train/mix"] > 0 and last["train/real"] > 0
+    assert "test/acc_true" in res.metrics
