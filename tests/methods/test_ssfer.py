@@ -153,3 +153,21 @@ def test_trains_on_synthfer_with_varying_kappa(tmp_path):
     assert 0.0 < last["train/kappa"] < 1.0  # exact SynthFER boxes: kappa varies between pairs
     assert last["train/mix"] > 0 and last["train/real"] > 0
     assert "test/acc_true" in res.metrics
+
+
+def test_ssfer_finetune_recipe_runs_on_synthfer(tmp_path):
+    over = ["recipe=ssfer_finetune", "trainer.epochs=1", "trainer.batch_size=16",
+            "trainer.threads=1", "trainer.semi.fraction=0.5", "data.n_train=64", "data.n_val=16",
+            "data.n_test=16", "data.img_size=32", "model.embed_dim=32", "model.depth=1",
+            "model.num_heads=2", "stages.pretrain.method.decoder.depth=1",
+            "stages.pretrain.method.decoder.dim=32", "stages.pretrain.method.decoder.heads=2",
+            "stages.finetune.method.facemix.kappa=ssim"]  # fmt: skip
+    stages = stage_configs(compose(over))
+    assert [(n, s["method"]["name"], s["trainer"]["protocol"]) for n, s in stages] == [
+        ("pretrain", "mae", "finetune"), ("finetune", "ssfer", "semi")]  # fmt: skip
+    assert stages[1][1]["init_from"] == {"stage": "pretrain", "parts": ["backbone"]}
+    seen: list[tuple[str, dict]] = []
+    res = run_stages(stages, tmp_path, lambda s, e, m, c: seen.append((s, m)) or True)
+    assert [h["stage"] for h in res.history] == ["pretrain", "finetune"]
+    assert "mim/loss" in seen[0][1] and 0.0 < seen[-1][1]["train/kappa"] < 1.0
+    assert "test/acc_true" in res.metrics
