@@ -122,6 +122,8 @@ def parse_recipe(name: str, data: Any, where: str = "") -> Recipe:
         init_from = None
         if init is not None:
             init_from = _init_from(init, at)
+        if protocol == "linear" and (init_from is None or "backbone" not in init_from.parts):
+            raise _error(linear_without_backbone(at, first=not stages))
         stages.append(PresetStage(sname, str(method), str(protocol), init_from, dict(sets)))
     check_order([(s.name, s.init_from) for s in stages], where)
     return Recipe(
@@ -129,6 +131,20 @@ def parse_recipe(name: str, data: Any, where: str = "") -> Recipe:
         description=str(data.get("description", "")),
         stages=tuple(stages),
         set=recipe_set,
+    )
+
+
+def linear_without_backbone(at: str, first: bool) -> str:
+    """The message for a ``linear`` stage of a recipe that takes no backbone to freeze."""
+    why = (
+        "it is the first stage, so no earlier stage gives it a backbone"
+        if first
+        else "its init_from does not take the backbone"
+    )
+    return (
+        f"{at}: protocol 'linear' freezes a pre-trained backbone, but {why} (a linear probe on "
+        "random weights); give it init_from: {stage: <earlier stage>, parts: [backbone]}, use "
+        "protocol finetune, or set model.checkpoint=PATH for the backbone it freezes"
     )
 
 

@@ -146,9 +146,18 @@ def freeze_for_protocol(method: Method, s: TrainerSettings) -> bool:
 
 def check_handoffs(stages: list[tuple[str, dict]], methods: dict[str, Method]) -> None:
     """Every ``init_from`` asks only for parts the earlier method gives and the later one takes."""
+    from fer_core.engine.presets import linear_without_backbone
+
     names = [n for n, _ in stages]
     for i, (name, scfg) in enumerate(stages):
         init = scfg.get("init_from")
+        if (
+            len(stages) > 1
+            and scfg["trainer"].get("protocol") == "linear"
+            and not scfg["model"].get("checkpoint")
+            and (not init or "backbone" not in init["parts"])
+        ):  # a single-stage run may probe its random initial weights (a baseline)
+            raise ConfigError(linear_without_backbone(f"stage {name!r}", first=i == 0))
         if not init:
             continue
         src = init["stage"]
