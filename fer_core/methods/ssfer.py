@@ -57,7 +57,9 @@ from fer_core.methods.base import (
 from fer_core.methods.mixing import mix_batch, sample_lambda
 from fer_core.models.heads import ClassifierHead
 
-ENABLED = (True, False, "mixup")
+# facemix.enabled: true (FaceMix) | false (cross-entropy) | mixup, read as one of these modes. The
+# config group writes the default as the string "true" so that its type check accepts all three.
+ENABLED = {True: "facemix", "true": "facemix", False: "ce", "false": "ce", "mixup": "mixup"}
 
 
 @dataclass(frozen=True)
@@ -68,12 +70,15 @@ class BoxNeeds(MethodNeeds):
     box_source: str = "annotated"
 
 
-def check_enabled(enabled: bool | str) -> None:
-    if not any(enabled is v if isinstance(v, bool) else enabled == v for v in ENABLED):
-        raise ValueError(
-            f"facemix.enabled must be true (FaceMix), false (cross-entropy) or mixup (Mixup "
-            f"without kappa), got {enabled!r}"
-        )
+def enabled_mode(enabled: bool | str) -> str:
+    """``facemix.enabled`` -> ``facemix | ce | mixup``; anything else is a ``ValueError``."""
+    for key, mode in ENABLED.items():
+        if enabled is key if isinstance(key, bool) else (type(enabled) is str and enabled == key):
+            return mode
+    raise ValueError(
+        f"facemix.enabled must be true (FaceMix), false (cross-entropy) or mixup (Mixup "
+        f"without kappa), got {enabled!r}"
+    )
 
 
 @register_method("ssfer")
@@ -85,7 +90,7 @@ class SSFER(Method):
         backbone: nn.Module,
         num_classes: int,
         *,
-        facemix_enabled: bool | str = True,
+        facemix_enabled: bool | str = "true",
         facemix_kappa: str = "iou",
         facemix_loss: str = "L4",
         facemix_alpha: float = 1.0,
@@ -93,7 +98,7 @@ class SSFER(Method):
         **kwargs,
     ) -> None:
         super().__init__(backbone, num_classes, **kwargs)
-        check_enabled(facemix_enabled)
+        self.mode = enabled_mode(facemix_enabled)
         check_kappa(facemix_kappa)
         check_loss_form(facemix_loss)
         check_alpha(facemix_alpha)
@@ -101,7 +106,6 @@ class SSFER(Method):
             raise ValueError(
                 f"boxes.source must be one of {', '.join(BOX_SOURCES)}, got {boxes_source!r}"
             )
-        self.enabled = facemix_enabled
         self.kappa, self.form, self.alpha = facemix_kappa, facemix_loss, float(facemix_alpha)
         self.box_source = boxes_source
         if self.uses_boxes:
@@ -117,7 +121,7 @@ class SSFER(Method):
 
     @property
     def uses_boxes(self) -> bool:
-        return self.enabled is True and self.kappa == "iou"
+        return self.mode == "facemix" and self.kappa == "iou"
 
     @property
     def needs(self) -> MethodNeeds:  # type: ignore[override]
@@ -127,9 +131,9 @@ class SSFER(Method):
 
     @property
     def own_metrics(self) -> tuple[str, ...]:  # type: ignore[override]
-        if self.enabled is True:
+        if self.mode == "facemix":
             return ("train/mix", "train/real", "train/kappa")
-        return ("train/mix",) if self.enabled == "mixup" else ("train/ce",)
+        return ("train/mix",) if self.mode == "mixup" else ("train/ce",)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images [N, C, H, W] -> logits [N, num_classes]."""
@@ -158,7 +162,7 @@ class SSFER(Method):
 
     def training_step(self, batch: dict, ctx: StepContext) -> StepOutput:
         x, y = batch["image"], batch["label"]
-        if self.enabled is False:
+        if self.mode == "ce":
             logits = self(x)
             ce = F.cross_entropy(logits.float(), y, ignore_index=-1)
             return StepOutput(loss=ce, logs={"ce": ce.detach()}, logits=logits.detach())
@@ -176,7 +180,7 @@ class SSFER(Method):
         g = ctx.generator if ctx is not None else None
         lam = sample_lambda(1, self.alpha, self.alpha, g).expand(n)  # one lam per batch (Eq. 6)
         mix = mix_batch(x, g, kind="mixup", alpha=self.alpha, beta=self.alpha, lam=lam)
-        if self.enabled == "mixup":
+        if self.mode == "mixup":
             logits = self(mix.images)
             loss = soft_cross_entropy(logits.float(), mix.targets(y, self.num_classes)).mean()
             shown = _whole_batch(logits.detach().float(), keep)
