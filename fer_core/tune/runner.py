@@ -188,7 +188,15 @@ def _ray_init(
     kwargs.update(ray_init_kwargs or {})
     t0 = time.time()
     pauses.pause("ray_init", block=False)
-    ray.init(**kwargs)
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as exc:  # ray.init raises it for a refused token too
+        raise ClusterAddressError(
+            f"--address {address}: could not join the Ray cluster ({_first_line(exc)}); check "
+            "the address 'ray start --head' printed, and on a cluster with token authentication "
+            "(Ray's default for 'ray start') RAY_AUTH_MODE=token with the cluster's token in "
+            "~/.ray/auth_token or RAY_AUTH_TOKEN (docs/cluster.md)"
+        ) from None
     return True, time.time() - t0
 
 

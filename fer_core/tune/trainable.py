@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -155,6 +156,17 @@ def _parse(overrides: list[str]) -> dict[str, str]:
     return dict(o.split("=", 1) for o in overrides if "=" in o)
 
 
+def _record_node(trial_dir: Path) -> str | None:
+    """Append this start's Ray node id and raylet pid (a Ray worker's parent) to
+    ``nodes.jsonl`` in the trial directory: where each attempt of a trial ran (multi-node tests)."""
+    ray = sys.modules.get("ray")
+    node = ray.get_runtime_context().get_node_id() if ray and ray.is_initialized() else None
+    Path(trial_dir).mkdir(parents=True, exist_ok=True)
+    with (Path(trial_dir) / "nodes.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"node_id": node, "raylet_pid": os.getppid()}) + "\n")
+    return node
+
+
 def synthetic_train(
     overrides: list[str], trial_dir: Path, on_epoch_end: OnEpochEnd, resume: Path | None
 ) -> dict[str, float]:
@@ -164,10 +176,12 @@ def synthetic_train(
     (sleep per epoch, 0), ``synthetic.fail`` (raise at that epoch), ``synthetic.nan`` (NaN loss at
     that epoch). ``val/acc`` rises toward ``0.9 - sum((x - 0.5)^2)`` over the numeric knobs named
     ``synthetic.x*`` (and ``row`` settings), plus a seed-dependent offset of +-0.005.
-    Writes ``checkpoints/last.pt`` (JSON) every epoch and resumes from it, and ``synthetic.json``
-    (start/end time, ``CUDA_VISIBLE_DEVICES``) at the end.
+    Writes ``checkpoints/last.pt`` (JSON) every epoch and resumes from it, ``nodes.jsonl`` (one
+    line per start: Ray node id, raylet pid) and ``synthetic.json`` (start/end time,
+    ``CUDA_VISIBLE_DEVICES``, node id) at the end.
     """
     t_start = time.time()
+    node = _record_node(trial_dir)
     kv = _parse(overrides)
     epochs = int(kv.get("trainer.epochs", 3))
     seed = int(kv.get(SEED_KNOB, 0))
@@ -199,7 +213,12 @@ def synthetic_train(
             break
     (Path(trial_dir) / "synthetic.json").write_text(
         json.dumps(
-            {"start": t_start, "end": time.time(), "gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
+            {
+                "start": t_start,
+                "end": time.time(),
+                "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                "node_id": node,
+            }
         )
     )
     out = dict(metrics)
