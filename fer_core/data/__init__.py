@@ -11,7 +11,14 @@ import inspect
 
 from fer_core.data import affectnet, ferplus, folder, rafdb, sfew, synthfer_dataset  # noqa: F401 (registers)
 from fer_core.data._registry import DATASETS, LAYOUTS
-from fer_core.data.base import CLASS_NAMES, VOTE_COLUMNS, DataSplits, FERImageSet, class_names
+from fer_core.data.base import (
+    CLASS_NAMES,
+    VOTE_COLUMNS,
+    DataSplits,
+    FERImageSet,
+    class_names,
+    reduce_class,
+)
 
 __all__ = [
     "CLASS_NAMES",
@@ -32,10 +39,15 @@ def list_datasets() -> list[str]:
     return DATASETS.names()
 
 
+# Keys every dataset takes (``build_splits`` applies them after the builder): 003 Table III's
+# unseen class, ``data.drop_class`` keeps ``data.keep_fraction`` of that class's training samples.
+COMMON_KWARGS: dict[str, object] = {"drop_class": None, "keep_fraction": 0.0}
+
+
 def dataset_kwargs(name: str) -> dict[str, object]:
     """The keyword arguments of dataset ``name`` and their defaults (the config group's keys)."""
     sig = inspect.signature(DATASETS.get(name))
-    return {k: p.default for k, p in sig.parameters.items()}
+    return {**{k: p.default for k, p in sig.parameters.items()}, **COMMON_KWARGS}
 
 
 def build_splits(name: str, **kwargs) -> DataSplits:
@@ -51,7 +63,11 @@ def build_splits(name: str, **kwargs) -> DataSplits:
         raise ValueError(
             f"unknown data key(s) {', '.join(bad)} for dataset {name!r}; allowed: {', '.join(allowed)}"
         )
-    return fn(**kwargs)
+    common = {k: kwargs.pop(k, v) for k, v in COMMON_KWARGS.items()}
+    splits = fn(**kwargs)
+    return reduce_class(
+        splits, common["drop_class"], common["keep_fraction"], kwargs.get("seed", 0)
+    )
 
 
 def prepare(name: str, **kwargs) -> str:

@@ -126,3 +126,33 @@ class DataSplits:
     num_classes: int
     val_is_official: bool = True
     data_hash: str = ""
+
+
+def reduce_class(
+    splits: DataSplits, drop_class: str | None, keep_fraction: float = 0.0, seed: int = 0
+) -> DataSplits:
+    """003 Table III's unseen class: the training split keeps ``keep_fraction`` (0, 0.1, 0.3) of
+    class ``drop_class`` (a class name; ``None``: unchanged); validation and test are untouched,
+    the head keeps every class. The data hash names the reduction."""
+    if drop_class is None:
+        if not 0.0 <= float(keep_fraction) < 1.0:
+            raise ValueError(f"data.keep_fraction must be in [0, 1), got {keep_fraction!r}")
+        return splits
+    names = class_names(splits.num_classes)
+    if drop_class not in names:
+        raise ValueError(
+            f"data.drop_class {drop_class!r} is not a class of this dataset; allowed: "
+            f"{', '.join(names)} (or null)"
+        )
+    from fer_core.data.splits import keep_class_indices
+
+    cls = names.index(drop_class)
+    idx = keep_class_indices(splits.train.labels, cls, keep_fraction, seed)
+    return DataSplits(
+        train=splits.train.subset(idx),
+        val=splits.val,
+        test=splits.test,
+        num_classes=splits.num_classes,
+        val_is_official=splits.val_is_official,
+        data_hash=f"{splits.data_hash}-drop-{drop_class}-{float(keep_fraction):g}",
+    )

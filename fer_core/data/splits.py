@@ -70,6 +70,23 @@ def label_fraction_indices(
     return torch.cat(out).sort().values
 
 
+def keep_class_indices(
+    labels: torch.Tensor, cls: int, keep_fraction: float, seed: int = 0
+) -> torch.Tensor:
+    """Indices kept when class ``cls`` keeps only ``keep_fraction`` of its samples (003 Table III:
+    ``data.drop_class`` / ``data.keep_fraction``): ``round(n * keep_fraction)`` of that class, a
+    seeded draw, and every sample of the other classes. Returns a sorted index tensor; for the
+    same seed a smaller fraction keeps a subset of a larger one's."""
+    if not 0.0 <= float(keep_fraction) < 1.0:
+        raise ValueError(f"data.keep_fraction must be in [0, 1), got {keep_fraction!r}")
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    own = torch.nonzero(labels == int(cls)).flatten()
+    k = round(own.numel() * float(keep_fraction))
+    kept = own[torch.randperm(own.numel(), generator=_gen(seed))][:k]
+    rest = torch.nonzero(labels != int(cls)).flatten()
+    return torch.cat([rest, kept]).sort().values
+
+
 def stratified_kfold(
     labels: torch.Tensor, k: int, seed: int = 0
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -426,6 +426,7 @@ class TrainerSettings:
     semi: dict
     init: str | None
     kfold: dict
+    eval: dict
 
 
 PROTOCOLS = ("finetune", "linear", "semi", "transfer", "kfold")
@@ -443,6 +444,12 @@ def trainer_settings(trainer: dict) -> TrainerSettings:
         )
     if s.precision not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"trainer.precision must be auto, fp32 or bf16, got {s.precision!r}")
+    from fer_core.engine.metrics import check_unseen_threshold
+
+    try:
+        check_unseen_threshold((s.eval or {}).get("unseen_threshold"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     if s.protocol == "transfer" and not s.init:
         raise ConfigError("trainer.protocol=transfer needs trainer.init=<checkpoint file or dir>")
     return s

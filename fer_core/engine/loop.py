@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from fer_core.data.base import DataSplits, FERImageSet
+from fer_core.data.base import DataSplits, FERImageSet, class_names
 from fer_core.engine import build
 from fer_core.engine.batches import BatchMaker, eval_batches
 from fer_core.engine.build import ConfigError, TrainerSettings
@@ -140,8 +140,13 @@ class StageTrainer:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 logits.append(model.predict(b["image"]).float().cpu())
         model.train(was)
+        unseen = None
+        drop = self.scfg.get("data", {}).get("drop_class")
+        if drop:  # 003 Table III: low-confidence samples are predicted as the dropped class
+            cls = list(class_names(self.num_classes)).index(drop)
+            unseen = (cls, float((self.s.eval or {})["unseen_threshold"]))
         return classification_metrics(
-            torch.cat(logits), ds.labels, self.num_classes, prefix, ds.true_labels
+            torch.cat(logits), ds.labels, self.num_classes, prefix, ds.true_labels, unseen
         )
 
     # ------------------------------------------------------------------ the loop

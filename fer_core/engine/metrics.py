@@ -14,18 +14,39 @@ from torchmetrics.functional.classification import (
 )
 
 
+def unseen_predictions(logits: torch.Tensor, cls: int, threshold: float) -> torch.Tensor:
+    """003 Table III: the arg-max class, or ``cls`` (the class dropped from training) where the
+    top softmax probability is below ``threshold`` (``trainer.eval.unseen_threshold``, 0.25).
+    logits [N, C] -> predictions [N] (long)."""
+    prob = logits.float().softmax(dim=1)
+    top, pred = prob.max(dim=1)
+    return torch.where(top < float(threshold), torch.full_like(pred, int(cls)), pred)
+
+
+def check_unseen_threshold(threshold: object) -> float:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise ValueError(
+            f"trainer.eval.unseen_threshold must be a number in (0, 1), got {threshold!r}"
+        )
+    if not 0.0 < float(threshold) < 1.0:
+        raise ValueError(f"trainer.eval.unseen_threshold must be in (0, 1), got {threshold!r}")
+    return float(threshold)
+
+
 def classification_metrics(
     logits: torch.Tensor,
     labels: torch.Tensor,
     num_classes: int,
     prefix: str,
     true_labels: torch.Tensor | None = None,
+    unseen: tuple[int, float] | None = None,
 ) -> tuple[dict[str, float], torch.Tensor]:
     """logits [N, C], labels [N] (-1 = none) -> ({prefix/acc, /uar, /f1[, /acc_true]}, cm [C, C]).
 
-    ``acc_true`` (SynthFER) is the accuracy against the true generating class.
+    ``acc_true`` (SynthFER) is the accuracy against the true generating class. ``unseen``
+    ``(class, threshold)``: predictions by :func:`unseen_predictions` (``data.drop_class`` set).
     """
-    pred = logits.argmax(dim=1)
+    pred = logits.argmax(dim=1) if unseen is None else unseen_predictions(logits, *unseen)
     keep = labels >= 0
     p, y = pred[keep], labels[keep]
     out: dict[str, float] = {}
