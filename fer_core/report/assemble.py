@@ -29,6 +29,7 @@ from fer_core.report.collect import (
     val_fraction_zero,
 )
 from fer_core.report.design import expected_keys, sensitivity_x
+from fer_core.report.fractions import fraction_factor, fraction_table
 from fer_core.report.plots import Plot, sensitivity_plot
 from fer_core.report.render import to_markdown
 from fer_core.report.search import search_sections
@@ -74,7 +75,9 @@ def assemble(runs: Sequence[RunData], source: str = "best") -> Report:
     cells = pd.DataFrame()
     if kind in ("ablation", "sensitivity"):
         cells = cell_stats(runs, kind, report_metrics(study), source)
-        if kind == "ablation":
+        if kind == "ablation" and fraction_factor(study) is not None:
+            tables.append(fraction_table(runs, cells))  # one column per label fraction
+        elif kind == "ablation":
             tables.append(ablation_table(runs, cells))
         else:
             tables.append(sensitivity_table(runs, cells))

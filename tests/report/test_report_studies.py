@@ -14,6 +14,7 @@ from report_fixtures import write_run
 from fer_core.report import assemble, build_report, load_runs
 from fer_core.report.collect import report_kind, report_metrics, study_seeds
 from fer_core.report.design import expected_keys, grid_values, sensitivity_x, space_entry
+from fer_core.report.fractions import fraction_factor, fraction_label, row_layout
 
 REPO = Path(__file__).resolve().parents[2]
 STUDIES = sorted((REPO / "studies").glob("*.yaml"))
@@ -88,9 +89,16 @@ def test_every_study_reports(path, tmp_path):
     assert study["name"] in md
     report = assemble(load_runs([run]))
     if kind in ("ablation", "sensitivity"):
-        table = next(t for t in report.tables if t.name == kind)
+        # a label-fraction ablation shows one row per setting and one column per fraction
+        fractions = fraction_factor(study) if kind == "ablation" else None
+        table = next(t for t in report.tables if t.name == ("fractions" if fractions else kind))
         shown = [str(v) for v in table.df.iloc[:, 0]]
-        for key in expected_keys(study, kind):
+        keys = expected_keys(study, kind)
+        if fractions:
+            keys = list(dict.fromkeys(row_layout(study)[k][0] for k in keys))
+            for f in fractions[1]:
+                assert any(fraction_label(f) in str(c) for c in table.df.columns), f
+        for key in keys:
             assert any(str(key) == s or _close(key, s) for s in shown), (key, shown)
         assert not (report.stats["state"] != "complete").any()
 
