@@ -164,7 +164,7 @@ def test_mask_url_and_text_hand_values():
 # ---------------------------------------------------------------- bad input
 
 
-def test_wrong_password_unreachable_and_silent_servers_fail_fast(pg, tmp_path, monkeypatch):
+def test_wrong_password_unreachable_and_silent_servers_fail_fast(pg, tmp_path, monkeypatch, capsys):
     from fer_core.tune.runner import run_study
     from fer_core.tune.spec import StudySpec
     from fer_core.tune.trainable import SYNTHETIC_TRAIN_FN
@@ -183,6 +183,15 @@ def test_wrong_password_unreachable_and_silent_servers_fail_fast(pg, tmp_path, m
     with pytest.raises(StorageError, match="check the URL's host, port") as err:
         run_study(spec, tmp_path / "b", storage=closed, train_fn=SYNTHETIC_TRAIN_FN)
     assert PASSWORD not in str(err.value) and "Connection refused" in str(err.value)
+
+    # the command line prints the same message, masked, and exits 1
+    from fer_core.tune import commands
+
+    monkeypatch.setattr(commands, "load_spec", lambda *a: (None, spec))
+    argv = ["x.yaml", "--run-dir", str(tmp_path / "c"), "--storage", wrong]
+    assert commands.main([*argv, "--train-fn", SYNTHETIC_TRAIN_FN]) == 1
+    out, err = capsys.readouterr()
+    assert "password authentication failed" in err and "not-the-Password" not in out + err
 
     # a port that accepts TCP but never answers: the connect timeout, not a hang
     monkeypatch.setattr(storage_mod, "CONNECT_TIMEOUT_S", 2)
@@ -304,7 +313,10 @@ def test_killed_resumed_beside_another_study_dashboard_and_report(pg, cluster, t
     summaries = optuna.get_all_study_summaries(storage=connect_url(url))
     assert sorted(s.study_name for s in summaries) == ["pggrid-synth", "pgsearch-synth"]
     for name, n, run_dir in (("pgsearch-synth", 4, run_a), ("pggrid-synth", 3, run_b)):
-        trials = optuna.load_study(study_name=name, storage=connect_url(url)).trials
+        loaded = optuna.load_study(study_name=name, storage=connect_url(url))
+        assert f"{USER}:{MASK}@" in loaded.user_attrs["command"]  # optuna-dashboard shows it
+        assert PASSWORD not in json.dumps(loaded.user_attrs)
+        trials = loaded.trials
         assert [t.number for t in trials] == list(range(n))  # 0 lost, 0 duplicated
         assert all(t.state == TrialState.COMPLETE for t in trials)
         rows = _rows(run_dir)
