@@ -74,7 +74,7 @@ def test_needs_and_metrics_follow_the_knobs():
     assert _ssfer(facemix_enabled=False).own_metrics == ("train/ce",)
 
 
-@pytest.mark.parametrize("form", ["L1", "L2", "L3", "L4"])
+@pytest.mark.parametrize("form", ["L2"])  # every form's arithmetic: tests/losses/test_facemix.py
 def test_step_is_the_facemix_loss_on_unmixed_and_mixed_images(form):
     torch.manual_seed(0)
     m = _ssfer(facemix_loss=form).eval()  # eval: BatchNorm uses running stats, batch-independent
@@ -142,26 +142,12 @@ def test_box_source_reaches_the_batches():
         assert b["box"].tolist() == [want] * 4, source
 
 
-def test_trains_on_synthfer_with_varying_kappa(tmp_path):
-    over = ["method=ssfer", "trainer.epochs=1", "trainer.batch_size=32", "trainer.threads=1",
-            "data.n_train=96", "data.n_val=32", "data.n_test=32", "data.img_size=32"]  # fmt: skip
-    seen: list[dict] = []
-    res = run_stages(
-        stage_configs(compose(over)), tmp_path, lambda s, e, m, c: seen.append(m) or True
-    )
-    last = seen[-1]
-    assert 0.0 < last["train/kappa"] < 1.0  # exact SynthFER boxes: kappa varies between pairs
-    assert last["train/mix"] > 0 and last["train/real"] > 0
-    assert "test/acc_true" in res.metrics
-
-
 def test_ssfer_finetune_recipe_runs_on_synthfer(tmp_path):
     over = ["recipe=ssfer_finetune", "trainer.epochs=1", "trainer.batch_size=16",
             "trainer.threads=1", "trainer.semi.fraction=0.5", "data.n_train=64", "data.n_val=16",
             "data.n_test=16", "data.img_size=32", "model.embed_dim=32", "model.depth=1",
             "model.num_heads=2", "stages.pretrain.method.decoder.depth=1",
-            "stages.pretrain.method.decoder.dim=32", "stages.pretrain.method.decoder.heads=2",
-            "stages.finetune.method.facemix.kappa=ssim"]  # fmt: skip
+            "stages.pretrain.method.decoder.dim=32", "stages.pretrain.method.decoder.heads=2"]  # fmt: skip
     stages = stage_configs(compose(over))
     assert [(n, s["method"]["name"], s["trainer"]["protocol"]) for n, s in stages] == [
         ("pretrain", "mae", "finetune"), ("finetune", "ssfer", "semi")]  # fmt: skip
@@ -169,5 +155,7 @@ def test_ssfer_finetune_recipe_runs_on_synthfer(tmp_path):
     seen: list[tuple[str, dict]] = []
     res = run_stages(stages, tmp_path, lambda s, e, m, c: seen.append((s, m)) or True)
     assert [h["stage"] for h in res.history] == ["pretrain", "finetune"]
+    # kappa = 1 - IoU of SynthFER's exact (annotated) boxes: it varies between pairs
     assert "mim/loss" in seen[0][1] and 0.0 < seen[-1][1]["train/kappa"] < 1.0
+    assert seen[-1][1]["train/mix"] > 0 and seen[-1][1]["train/real"] > 0
     assert "test/acc_true" in res.metrics
