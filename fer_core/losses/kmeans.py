@@ -47,6 +47,12 @@ def _plus_plus(x: torch.Tensor, k: int, generator: torch.Generator | None) -> to
     return torch.tensor(idx, device=x.device)
 
 
+def _nearest(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """Index [M] of each point's nearest centroid in squared Euclidean distance
+    (``||c||^2 - 2 x.c``: the ``||x||^2`` term does not change the arg-min; one matmul)."""
+    return ((centroids * centroids).sum(1)[None, :] - 2.0 * x @ centroids.t()).argmin(1)
+
+
 @torch.no_grad()
 def kmeans(
     points: torch.Tensor,
@@ -75,14 +81,15 @@ def kmeans(
     if m < k:
         raise ValueError(f"k-means needs at least k={k} points, got {m}")
     centroids = x[_plus_plus(x, k, generator)].clone()
-    assign = torch.cdist(x, centroids).argmin(1)
+    assign = _nearest(x, centroids)
     for _ in range(iters):
+        # one-hot matmul, not bincount / index_add_: those are non-deterministic on CUDA
         onehot = torch.nn.functional.one_hot(assign, k).to(x.dtype)  # [M, k]
         counts = onehot.sum(0)  # [k]
         sums = onehot.t() @ x  # [k, d]
         keep = counts > 0
         centroids = torch.where(keep[:, None], sums / counts.clamp(min=1)[:, None], centroids)
-        new = torch.cdist(x, centroids).argmin(1)
+        new = _nearest(x, centroids)
         if torch.equal(new, assign):
             break
         assign = new
