@@ -85,6 +85,18 @@ def load_spec(path: str, profile: str | None, overrides: list[str]):
     return study, spec_from_study(study)
 
 
+def quick_spec(path: str, profile: str | None, overrides: list[str]):
+    """The study's spec without the knob checks (no trainer imports), or None when the file does
+    not load that way (the full :func:`load_spec` then reports it)."""
+    from fer_core.study import load_study
+    from fer_core.tune.spec import spec_from_study
+
+    try:
+        return spec_from_study(load_study(path, profile, overrides, check_knobs=False))
+    except (ValueError, FileNotFoundError, TypeError):
+        return None
+
+
 def dry_run(study) -> str:
     from fer_core.study import format_plan, plan_trials
 
@@ -119,10 +131,35 @@ def main(argv: list[str] | None = None) -> int:
         StudyChangedError,
         default_run_dir,
         new_run_dir,
+        precheck_local,
         run_study,
+        trial_gpus,
     )
     from fer_core.tune.storage import StorageError, mask_text
 
+    ray_kwargs = {"num_cpus": args.num_cpus} if args.num_cpus else None
+    try:
+        custom = parse_trial_resources(args.trial_resource)
+    except ValueError as exc:
+        print(f"fer-study run: {exc}", file=sys.stderr)
+        return 1
+    if not args.dry_run and not args.address:
+        try:  # before the knob checks' imports: an unsatisfiable request fails in about a second
+            quick = quick_spec(args.file, args.profile, list(args.override))
+            if quick is not None:
+                precheck_local(
+                    quick,
+                    gpus_per_trial=args.gpus_per_trial,
+                    cpu_only=args.cpu_only,
+                    trial_resources=custom,
+                    ray_init_kwargs=ray_kwargs,
+                )
+        except UnsatisfiableResourcesError as exc:
+            note = trial_gpus(quick, args.gpus_per_trial, args.cpu_only)[1]
+            if note:
+                print(note, flush=True)
+            print(f"fer-study run: {exc}", file=sys.stderr)
+            return 1
     try:
         study, spec = load_spec(args.file, args.profile, list(args.override))
     except (ValueError, FileNotFoundError) as exc:
@@ -145,12 +182,6 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"fer-study run: nothing to resume in {run_dir}; run without --resume", file=sys.stderr
         )
-        return 1
-    ray_kwargs = {"num_cpus": args.num_cpus} if args.num_cpus else None
-    try:
-        custom = parse_trial_resources(args.trial_resource)
-    except ValueError as exc:
-        print(f"fer-study run: {exc}", file=sys.stderr)
         return 1
     try:
         result = run_study(

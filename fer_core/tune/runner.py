@@ -200,6 +200,36 @@ def _ray_init(
     return True, time.time() - t0
 
 
+def trial_gpus(
+    spec: StudySpec, gpus_per_trial: float | None, cpu_only: bool
+) -> tuple[float, str | None]:
+    """GPUs per trial, and what ``--cpu-only`` changed when the study asked for GPUs."""
+    asked = float(gpus_per_trial if gpus_per_trial is not None else spec.gpu)
+    if not cpu_only or asked <= 0:
+        return (0.0 if cpu_only else asked), None
+    where = "--gpus-per-trial" if gpus_per_trial is not None else "resources.gpu"
+    return 0.0, (
+        f"--cpu-only: the study asks {asked:g} GPU per trial ({where}, profile {spec.profile}); "
+        f"each trial runs on CPU with 0 GPUs and {spec.cpu:g} CPUs (resources.cpu unchanged)"
+    )
+
+
+def precheck_local(
+    spec: StudySpec,
+    *,
+    gpus_per_trial: float | None = None,
+    cpu_only: bool = False,
+    trial_resources: dict[str, float] | None = None,
+    ray_init_kwargs: dict[str, Any] | None = None,
+) -> str | None:
+    """The local resource check alone (no Ray, no data, no run directory), for ``fer-study
+    run`` to call on the study loaded without its knob checks: an unsatisfiable request fails in
+    about a second instead of after the trainer's imports. Returns the ``--cpu-only`` note."""
+    gpu, note = trial_gpus(spec, gpus_per_trial, cpu_only)
+    check_local(trial_request(spec.cpu, gpu, trial_resources), ray_init_kwargs)
+    return note
+
+
 def check_gpus(gpu: float) -> None:
     import ray
 
@@ -368,15 +398,9 @@ def run_study(
                 + "\nrun it with --new for a fresh run directory, or restore the study file"
             )
     check_run_dir(run_dir)
-    asked_gpu = float(gpus_per_trial if gpus_per_trial is not None else spec.gpu)
-    gpu = 0.0 if cpu_only else asked_gpu
-    if cpu_only and asked_gpu > 0:
-        log(
-            f"--cpu-only: the study asks {asked_gpu:g} GPU per trial "
-            f"({'--gpus-per-trial' if gpus_per_trial is not None else 'resources.gpu'}, profile "
-            f"{spec.profile}); each trial runs on CPU with 0 GPUs and {spec.cpu:g} CPUs "
-            "(resources.cpu unchanged)"
-        )
+    gpu, note = trial_gpus(spec, gpus_per_trial, cpu_only)
+    if note:
+        log(note)
     request = trial_request(spec.cpu, gpu, trial_resources)
     quiet_ray(verbose)
     import ray

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -75,36 +77,36 @@ def test_local_check_counts_cpus_and_leaves_gpus_to_ray():
     assert "--cpu-only" not in msg  # the GPU count is unknown before Ray, so not offered
 
 
-def test_paper_profile_on_two_cpus_fails_within_seconds(tmp_path, capsys):
+def test_paper_profile_on_two_cpus_fails_within_seconds(tmp_path):
     """The issue's report: the 8-CPU paper profile with --cpu-only on a 2-CPU machine waited
-    forever; now it fails before Ray starts, naming the request, the node and the fix."""
-    import ray
-
-    from fer_core.tune import commands
-
+    forever; now ``fer-study run`` fails before the trainer's imports and before Ray, naming the
+    request, the node and the fix (the command as a user runs it, interpreter start included)."""
+    cmd = [sys.executable, "-m", "fer_core.cli", "run", str(REPO / "studies" / "pll_threshold.yaml"),
+           "--profile", "paper", "-o", f"data.root={tmp_path / 'no-data'}", "--cpu-only",
+           "--num-cpus", "2", "--run-dir", str(tmp_path / "run")]  # fmt: skip
     t0 = time.time()
-    rc = commands.main(
-        [
-            str(REPO / "studies" / "pll_threshold.yaml"),
-            "--profile",
-            "paper",
-            "-o",
-            f"data.root={tmp_path / 'no-data'}",
-            "--cpu-only",
-            "--num-cpus",
-            "2",
-            "--run-dir",
-            str(tmp_path / "run"),
-        ]
-    )
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO)
     elapsed = time.time() - t0
-    out, err = capsys.readouterr()
-    assert rc == 1
+    assert out.returncode == 1, out.stdout + out.stderr
     assert elapsed < 10, elapsed
-    assert not ray.is_initialized()
-    assert "--cpu-only: the study asks 1 GPU per trial (resources.gpu, profile paper)" in out
-    assert "each trial runs on CPU with 0 GPUs and 8 CPUs" in out
+    assert "--cpu-only: the study asks 1 GPU per trial (resources.gpu, profile paper)" in out.stdout
+    assert "each trial runs on CPU with 0 GPUs and 8 CPUs" in out.stdout
+    err = out.stderr
     assert "one trial asks for 8 CPUs (resources.cpu)" in err
     assert "this machine (2 CPUs), has 2 CPUs" in err
     assert "Overrides that fit: -o resources.cpu=2" in err
-    assert not (tmp_path / "run" / "manifest.json").exists()
+    assert not (tmp_path / "run").exists()  # nothing written, no Ray started
+
+
+def test_the_runner_checks_too_before_ray(tmp_path):
+    """run_study (the API, and the CLI once the study loaded) checks the same before Ray."""
+    import ray
+
+    from fer_core.tune.runner import run_study
+    from fer_core.tune.spec import StudySpec
+    from fer_core.tune.trainable import SYNTHETIC_TRAIN_FN
+
+    spec = StudySpec(name="big", space={"synthetic.x1": {"grid": [0.5]}}, cpu=3)
+    with pytest.raises(UnsatisfiableResourcesError, match="-o resources.cpu=2"):
+        run_study(spec, tmp_path, train_fn=SYNTHETIC_TRAIN_FN, ray_init_kwargs={"num_cpus": 2})
+    assert not ray.is_initialized()
