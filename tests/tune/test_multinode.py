@@ -97,6 +97,9 @@ from fer_core.tune.spec import StudySpec
 from fer_core.tune.trainable import SYNTHETIC_TRAIN_FN
 run_dir, address, storage_path = sys.argv[1:4]
 spec = StudySpec(**{SPEC!r})
+import ray  # one connection for both runs (run_study then leaves it open)
+ray.init(address=address, log_to_driver=False, runtime_env={{"env_vars": {{
+    "RAY_CHDIR_TO_TRIAL_DIR": "0", "OMP_NUM_THREADS": "1"}}}})
 try:  # two 'node_b' per trial: no node has that, and the message says so before any trial
     run_study(spec, run_dir + "-too-big", address=address, train_fn=SYNTHETIC_TRAIN_FN,
               trial_resources={{"node_b": 2}})
