@@ -246,6 +246,10 @@ def test_trials_on_two_nodes_and_a_lost_node_retried(tmp_path):
     again = attempts[killed.name]
     assert [a["raylet_pid"] for a in again] == [worker_raylet, head_raylet]
     assert again[0]["node_id"] != again[1]["node_id"]
+    # ... from the checkpoint Tune kept in --storage-path, not from the lost node's disk
+    resumed = json.loads((killed / "result.json").read_text())["resumed_from"]
+    assert resumed and not resumed.startswith(str(tmp_path)), resumed
+    assert list((shared / "multi-synth" / "tune" / "attempt-1").glob(f"{killed.name}/checkpoint_*"))
 
     # Optuna and trials.csv hold exactly the plan: 0 lost, 0 duplicated
     study = optuna.load_study(study_name="multi-synth", storage=f"sqlite:///{run_dir}/optuna.db")
