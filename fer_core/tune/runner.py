@@ -405,75 +405,97 @@ def run_study(
     quiet_ray(verbose)
     import ray
 
-    if not address and not ray.is_initialized():
+    started, ray_init_s, checked = False, 0.0, False
+    if address or ray.is_initialized():
+        # an existing cluster: joined and checked now, so a request no node can meet fails
+        # before anything is written (the corrected command then runs into the same --run-dir)
+        started, ray_init_s = _ray_init(address, ray_init_kwargs, verbose)
+        try:
+            check_gpus(gpu)
+            check_cluster(request, address)
+        except BaseException:
+            if started:
+                ray.shutdown()
+            raise
+        checked = True
+    else:
         check_local(request, ray_init_kwargs)
-    tune_storage = tune_storage_path(run_dir, storage_path)
-    storage_url = storage or default_storage_url(run_dir)
-    dists = to_distributions(spec)
-    study = open_study(spec, storage_url, dists)  # a bad --storage fails here, before data
-    write_study_yaml(run_dir, spec)
+    try:  # a cluster joined above is left when anything below fails
+        tune_storage = tune_storage_path(run_dir, storage_path)
+        storage_url = storage or default_storage_url(run_dir)
+        dists = to_distributions(spec)
+        study = open_study(spec, storage_url, dists)  # a bad --storage fails here, before data
+        write_study_yaml(run_dir, spec)
 
-    data_hash, folds = None, None
-    if data if data is not None else train_fn == REAL_TRAIN_FN:
-        t0 = time.time()
-        data_hash = prepare_data(spec)
-        folds = kfold_check(spec)
-        log(f"data ready ({spec.dataset}, hash {data_hash}) in {time.time() - t0:.1f}s")
-    manifest = write_manifest(
-        run_dir,
-        spec,
-        mask_url(storage_url),
-        data_hash,
-        [mask_text(str(a), storage_url) for a in (argv if argv is not None else sys.argv)],
-        {
-            "resources": {"cpu": spec.cpu, "gpu": gpu, **(trial_resources or {})},
-            "address": address,
-            "storage_path": tune_storage,
-        },
-    )
-
-    # Tune snapshots its state at every checkpoint when num_to_keep is set; that is wanted here.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    quiet_ray(verbose)
-    import ray
-    from ray import tune
-    from ray.tune.error import TuneError
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-
-    from fer_core.tune.searcher import SeedGroupSearcher
-
-    # The Optuna storage and trials.csv are reconciled before Ray starts: a finished study
-    # resumed has nothing left and returns without starting Ray.
-    describe_study(study, spec, manifest)
-    book = ResultBook(run_dir / "trials.csv")
-    searcher = SeedGroupSearcher(
-        study,
-        dists,
-        conditions(spec),
-        spec.seeds,
-        num_configs(spec, dists),
-        spec.metric,
-        spec.mode,
-        book,
-        run_dir,
-        meta={"profile": spec.profile, "dataset": spec.dataset},
-    )
-    total = searcher.n_configs * len(spec.seeds)
-    if not searcher.queue and searcher.asked >= searcher.n_configs:
-        book.write()
-        log(f"study {spec.study_name}: all {total} trials are finished; nothing to run")
-        return StudyResult(
+        data_hash, folds = None, None
+        if data if data is not None else train_fn == REAL_TRAIN_FN:
+            t0 = time.time()
+            data_hash = prepare_data(spec)
+            folds = kfold_check(spec)
+            log(f"data ready ({spec.dataset}, hash {data_hash}) in {time.time() - t0:.1f}s")
+        manifest = write_manifest(
             run_dir,
-            book.counts(),
-            best_so_far(book, spec.metric, spec.mode),
-            time.time() - t_start,
-            0.0,
-            False,
+            spec,
+            mask_url(storage_url),
+            data_hash,
+            [mask_text(str(a), storage_url) for a in (argv if argv is not None else sys.argv)],
+            {
+                "resources": {"cpu": spec.cpu, "gpu": gpu, **(trial_resources or {})},
+                "address": address,
+                "storage_path": tune_storage,
+            },
         )
-    started, ray_init_s = _ray_init(address, ray_init_kwargs, verbose)
+
+        # Tune snapshots its state at every checkpoint when num_to_keep is set; that is wanted here.
+        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+        quiet_ray(verbose)
+        import ray
+        from ray import tune
+        from ray.tune.error import TuneError
+        from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+        from fer_core.tune.searcher import SeedGroupSearcher
+
+        # The Optuna storage and trials.csv are reconciled before Ray starts: a finished study
+        # resumed has nothing left and returns without starting a local Ray.
+        describe_study(study, spec, manifest)
+        book = ResultBook(run_dir / "trials.csv")
+        searcher = SeedGroupSearcher(
+            study,
+            dists,
+            conditions(spec),
+            spec.seeds,
+            num_configs(spec, dists),
+            spec.metric,
+            spec.mode,
+            book,
+            run_dir,
+            meta={"profile": spec.profile, "dataset": spec.dataset},
+        )
+        total = searcher.n_configs * len(spec.seeds)
+        if not searcher.queue and searcher.asked >= searcher.n_configs:
+            book.write()
+            log(f"study {spec.study_name}: all {total} trials are finished; nothing to run")
+            if started:
+                ray.shutdown()
+            return StudyResult(
+                run_dir,
+                book.counts(),
+                best_so_far(book, spec.metric, spec.mode),
+                time.time() - t_start,
+                0.0,
+                False,
+            )
+    except BaseException:
+        if started:
+            ray.shutdown()
+        raise
+    if not checked:
+        started, ray_init_s = _ray_init(address, ray_init_kwargs, verbose)
     try:
-        check_gpus(gpu)
-        check_cluster(request, address)
+        if not checked:
+            check_gpus(gpu)
+            check_cluster(request, address)
         log(
             f"study {spec.study_name}: {searcher.n_configs} configurations x {len(spec.seeds)} "
             f"seeds, storage {mask_url(storage_url)}"

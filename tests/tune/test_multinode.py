@@ -235,6 +235,7 @@ def test_trials_on_two_nodes_and_a_lost_node_retried(tmp_path):
         shutil.rmtree(temp, ignore_errors=True)
 
     refused = json.loads(out.split("REFUSED ", 1)[1].splitlines()[0])
+    assert list(tmp_path.glob("multi-synth-too-big/*")) == []  # refused before writing anything
     assert "one trial asks for 1 CPU, 2 node_b (resources.cpu, custom resource 'node_b')" in refused
     assert "custom resource 'node_b'" in refused and "ask for at most 1 'node_b'" in refused
     counts = json.loads(out.split("RESULT ", 1)[1].split(" False")[0])
