@@ -279,7 +279,9 @@ def _no_password_under(folder: Path) -> None:
 
 
 @pytest.mark.slow
-def test_killed_resumed_beside_another_study_dashboard_and_report(pg, cluster, tmp_path):
+def test_killed_resumed_beside_another_study_dashboard_and_report(
+    pg, cluster, tmp_path, monkeypatch, capsys
+):
     pg.createdb("studies")
     url = pg.url("studies")
     run_a, run_b = tmp_path / "pgsearch-synth", tmp_path / "pggrid-synth"
@@ -352,18 +354,17 @@ def test_killed_resumed_beside_another_study_dashboard_and_report(pg, cluster, t
 
     # 4. the report reads the search study's Optuna trials from the server; the manifest's
     # masked URL connects with the password from PGPASSWORD (libpq)
+    from fer_core.report import commands as report_commands
+
     out_dir = tmp_path / "report"
-    rep = subprocess.run(
-        [sys.executable, "-m", "fer_core.cli", "report", str(run_a), "--out", str(out_dir),
-         "--format", "md,csv"],
-        capture_output=True, text=True, timeout=240,
-        env=dict(os.environ, PGPASSWORD=PASSWORD, OMP_NUM_THREADS="1"),
-    )  # fmt: skip
-    assert rep.returncode == 0, rep.stdout[-2000:] + rep.stderr[-2000:]
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    rc = report_commands.main([str(run_a), "--out", str(out_dir), "--format", "md,csv"])
+    printed = capsys.readouterr()
+    assert rc == 0, printed.out[-2000:] + printed.err[-2000:]
     md = "\n".join(p.read_text() for p in out_dir.rglob("*.md"))
     assert "not readable" not in md, md[-3000:]
     assert any("history" in p.name for p in out_dir.rglob("*.png")), sorted(out_dir.rglob("*"))
-    assert PASSWORD not in rep.stdout + rep.stderr
+    assert PASSWORD not in printed.out + printed.err
 
     # 5. the password is in no file of either run directory or the report
     for folder in (run_a, run_b, out_dir):
