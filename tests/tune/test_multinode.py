@@ -87,7 +87,7 @@ def test_read_only_run_dir_and_silent_address_fail_before_ray(tmp_path):
 
 SPEC = dict(
     name="multi", space={"synthetic.x1": {"grid": [0.2, 0.5, 0.8]}}, seeds=[0], max_retries=1,
-    max_concurrent=2, base_overrides=["trainer.epochs=4", "synthetic.epoch_s=0.6"],
+    max_concurrent=2, base_overrides=["trainer.epochs=5", "synthetic.epoch_s=0.6"],
 )  # fmt: skip
 DRIVER = f"""
 import json, sys
@@ -212,13 +212,15 @@ def test_trials_on_two_nodes_and_a_lost_node_retried(tmp_path):
             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True,
         )  # fmt: skip
-        # the worker's raylet is killed by its pid once a trial on it has checkpointed an epoch
+        # the worker node is lost once a trial on it has its second epoch's checkpoint in Tune's
+        # storage (so the driver has surely taken the first: the retry must start from Tune's)
+        tune_dir = shared / "multi-synth" / "tune" / "attempt-1"
         killed, deadline = None, time.time() + 180
         while killed is None and driver.poll() is None and time.time() < deadline:
             for tdir in run_dir.glob("trials/*"):
                 first = _attempts(tdir)[:1]
                 if first and first[0]["raylet_pid"] == worker_raylet:
-                    if (tdir / "checkpoints" / "last.pt").is_file():
+                    if list((tune_dir / tdir.name).glob("checkpoint_00000[1-9]")):
                         _lose_node(worker_raylet)
                         killed = tdir
             time.sleep(0.1)
