@@ -110,3 +110,21 @@ def test_the_runner_checks_too_before_ray(tmp_path):
     with pytest.raises(UnsatisfiableResourcesError, match="-o resources.cpu=2"):
         run_study(spec, tmp_path, train_fn=SYNTHETIC_TRAIN_FN, ray_init_kwargs={"num_cpus": 2})
     assert not ray.is_initialized()
+
+
+def test_gpu_hours_hand_values():
+    """docs/cluster.md's cost table: one stage, and a study whose rows share a cached MAE stage."""
+    from fer_core.tune.cost import stage_hours, study_hours
+
+    # 100 epochs x 12,271 RAF-DB images / 390.86 ViT-B/16 images/s / 3600 s = 0.872080 h
+    assert stage_hours(100, 12271, 1, "vit_base") == pytest.approx(0.872080, abs=1e-6)
+    assert stage_hours(100, 12271, 2, "resnet18", fraction=0.25) == pytest.approx(
+        0.061656, abs=1e-6
+    )
+    with pytest.raises(ValueError, match="no published throughput"):
+        stage_hours(1, 1, 1, "resnet_tiny_cpu")
+    # mimic_pretraining's paper profile on seeds 0 and 1: 2 rows x 2 seeds of 50 two-view epochs,
+    # and the MAE stage of the mae_finetune row once per seed (the stage cache), not per trial
+    r = study_hours(str(REPO / "studies" / "mimic_pretraining.yaml"), overrides=["seeds=[0,1]"])
+    assert r["trials"] == 4 and r["cached_runs"] == 2
+    assert r["gpu_h"] == pytest.approx(r["cached_h"] + 4 * stage_hours(50, 12271, 2, "vit_base"))
