@@ -41,7 +41,7 @@ def test_transfer_preset_changes_data_per_stage():
 
 
 SMALL = [
-    "data.n_train=64", "data.n_val=32", "data.n_test=32", "data.img_size=32",
+    "data.n_train=32", "data.n_val=32", "data.n_test=32", "data.img_size=32",
     "trainer.epochs=1", "trainer.progress=false", "trainer.eval_batch_size=64",
     "stages.pretrain.method=simclr", "stages.pretrain.method.proj.hidden_dim=32",
     "stages.pretrain.method.proj.dim=16", "stages.pretrain.trainer.batch_size=32",

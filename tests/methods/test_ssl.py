@@ -44,7 +44,7 @@ def tiny_splits(n_train: int) -> DataSplits:
 def test_pretrains_one_epoch_and_hands_its_backbone_to_a_linear_probe(name, tmp_path):
     stages = stage_configs(compose(_overrides(name)))
     assert [(n, c["method"]["name"]) for n, c in stages] == [("pretrain", name), ("linear", "ce")]
-    res = run_stages(stages, tmp_path, splits=tiny_splits(32), data_tag=f"ssl-test-{name}")
+    res = run_stages(stages, tmp_path, splits=tiny_splits(16), data_tag=f"ssl-test-{name}")
     pre = [h for h in res.history if h["stage"] == "pretrain"]
     assert len(pre) == 1 and torch.isfinite(torch.tensor(pre[0][f"{name}/loss"]))
     assert 0.0 <= res.metrics["test/acc"] <= 1.0
