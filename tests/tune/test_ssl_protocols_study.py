@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 STUDY = REPO / "studies" / "ssl_protocols.yaml"
 SMALL = ["seeds=[0]", "trainer.epochs=1", "stages.pretrain.trainer.epochs=1",
          "stages.pretrain.trainer.batch_size=32", "stages.pretrain.method.proj.hidden_dim=32",
-         "data.n_train=64", "data.n_val=32", "data.n_test=32", "data.img_size=32"]  # fmt: skip
+         "data.n_train=32", "data.n_val=32", "data.n_test=32", "data.img_size=32"]  # fmt: skip
 METHODS = ["byol", "simsiam", "moco", "mocov2", "simclr"]
 ROWS = [f"{m}-{p}" for m in METHODS for p in ("linear", "semi1", "semi10", "finetune")]
 
