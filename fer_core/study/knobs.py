@@ -43,6 +43,10 @@ def _blame(message: str, settings: dict[str, Any], where: Loc, resolved: Resolve
     found: list[tuple[int, int, str]] = []
     for knob in set(settings) | set(resolved.base):
         m = re.search(rf"(?<![\w.]){re.escape(knob)}(?![\w])", message)
+        parts = knob.split(".", 2)
+        if not m and len(parts) == 3 and parts[0] == "stages" and f"stage '{parts[1]}'" in message:
+            # a stage's own knob (stages.<stage>.<key>) is named "stage '<stage>': ... '<key>'"
+            m = re.search(rf"(?<![\w.]){re.escape(parts[2])}(?![\w])", message)
         if m:
             found.append((m.start(), -len(knob), knob))
     if not found:
@@ -85,7 +89,7 @@ def check_knob_paths(resolved: ResolvedStudy, lines: dict[Loc, int]) -> list[Stu
             cfg = compose(to_overrides(merged))
         except ValueError as exc:
             loc = _blame(str(exc), settings, where, resolved)
-            if loc[:1] == ("base",):
+            if loc[:1] == ("base",) and len(loc) > 1:
                 loc = _trainer_loc(loc[1], resolved.profile, lines)
             cmdline = loc[0] == "-o"
             name = f"-o {loc[1]}" if cmdline else key_str(loc)
