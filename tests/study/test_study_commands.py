@@ -24,10 +24,17 @@ def test_validate_reports_every_error_and_exits_1(capsys):
     assert "5 problem(s) in 2 of 2 file(s)" in out
 
 
-def test_validate_defaults_to_the_folders(monkeypatch, capsys):
-    monkeypatch.chdir(REPO)
+def test_validate_defaults_to_the_folders(tmp_path: Path, monkeypatch, capsys):
+    # Every shipped file is validated one by one in test_study_files.py; here only the default
+    # (studies/*.yaml and search_spaces/*.yaml of the working directory) is checked, on copies.
+    for folder, name in (("studies", "quickstart.yaml"), ("search_spaces", "pll.yaml")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / name).write_text((REPO / folder / name).read_text())
+    monkeypatch.chdir(tmp_path)
     assert validate_main([]) == 0
-    assert "file(s) valid" in capsys.readouterr().out
+    assert "ok: 2 file(s) valid" in capsys.readouterr().out
+    (tmp_path / "studies" / "broken.yaml").write_text("name: broken\nprofiles: {}\n")
+    assert validate_main([]) == 1
 
 
 def test_list(tmp_path: Path, monkeypatch, capsys):
