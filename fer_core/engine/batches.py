@@ -103,7 +103,7 @@ class BatchMaker:
         self._uperm: torch.Tensor | None = None
         self._upos = 0
         # boxes.source (needs.box_source): each split's boxes, computed once (the detector is slow)
-        self.box_source: str | None = getattr(needs, "box_source", None)
+        self.box_source: str | None = needs.box_source
         self._box_table: dict[int, torch.Tensor] = {}
 
     def _img(self, x: torch.Tensor) -> torch.Tensor:

@@ -166,6 +166,9 @@ class MethodNeeds:
     labels: bool = True
     boxes: bool = False
     unlabelled: bool = False
+    # where the face boxes come from (annotated | detector | full, data/boxes.py's face_boxes);
+    # None: the dataset's own boxes, or the whole image where it has none
+    box_source: str | None = None
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ pipeline.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -60,14 +59,6 @@ from fer_core.models.heads import ClassifierHead
 # facemix.enabled: true (FaceMix) | false (cross-entropy) | mixup, read as one of these modes. The
 # config group writes the default as the string "true" so that its type check accepts all three.
 ENABLED = {True: "facemix", "true": "facemix", False: "ce", "false": "ce", "mixup": "mixup"}
-
-
-@dataclass(frozen=True)
-class BoxNeeds(MethodNeeds):
-    """``MethodNeeds`` plus where the face boxes come from (``boxes.source``, read by
-    ``engine/batches.py``)."""
-
-    box_source: str = "annotated"
 
 
 def enabled_mode(enabled: bool | str) -> str:
@@ -126,7 +117,7 @@ class SSFER(Method):
     @property
     def needs(self) -> MethodNeeds:  # type: ignore[override]
         if self.uses_boxes:
-            return BoxNeeds(boxes=True, box_source=self.box_source)
+            return MethodNeeds(boxes=True, box_source=self.box_source)
         return MethodNeeds()
 
     @property

@@ -13,9 +13,8 @@ from fer_core.engine.batches import BatchMaker
 from fer_core.engine.build import compose, stage_configs
 from fer_core.engine.recipe import run_stages
 from fer_core.losses.facemix import facemix_loss, iou_kappa
-from fer_core.methods import StepContext, create_method
+from fer_core.methods import MethodNeeds, StepContext, create_method
 from fer_core.methods.mixing import mix_batch, sample_lambda
-from fer_core.methods.ssfer import BoxNeeds
 from fer_core.models.backbones import create_backbone
 
 
@@ -135,9 +134,9 @@ def test_box_source_reaches_the_batches():
         boxes=torch.tensor([[1.0, 2, 9, 12]]).repeat(6, 1),
     )  # fmt: skip
     aug = {"policy": "none"}
-    assert _ssfer(boxes_source="annotated").needs == BoxNeeds(boxes=True, box_source="annotated")
+    assert _ssfer(boxes_source="annotated").needs == MethodNeeds(boxes=True, box_source="annotated")
     for source, want in (("annotated", [1.0, 2, 9, 12]), ("full", [0.0, 0, 16, 16])):
-        needs = BoxNeeds(boxes=True, box_source=source)
+        needs = MethodNeeds(boxes=True, box_source=source)
         b = BatchMaker(ds, needs, aug, torch.device("cpu")).make(torch.arange(4), g)
         assert b["box"].tolist() == [want] * 4, source
 
