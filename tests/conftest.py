@@ -32,3 +32,37 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"../shared not found next to the repository ({SHARED})")
     return SHARED
+
+
+# Headless Chromium as the environment notes run it on this machine: no sandbox (root), no GPU,
+# and no background connections (this machine's closed network refuses them).
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+)
+
+
+@pytest.fixture
+def chromium(tmp_path_factory):
+    """``chromium(*args)``: the command line of Debian's headless Chromium with ``args``, in a
+    fresh profile. Skips with the reason when Chromium is missing; fails under ``CI=true``."""
+    exe = next(
+        (p for n in ("chromium", "chromium-browser", "google-chrome") if (p := shutil.which(n))),
+        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None,
+    )
+    if exe is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("headless Chromium is required under CI=true (apt-get install -y chromium)")
+        pytest.skip("Chromium not installed (apt-get install -y chromium); page not opened")
+
+    def command(*args: str) -> list[str]:
+        profile = tmp_path_factory.mktemp("chromium-profile")
+        return [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
+
+    return command

@@ -5,10 +5,7 @@ Skips with a reason when Chromium is missing, except under CI=true, where it fai
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import tempfile
 from html.parser import HTMLParser
 
 import pytest
@@ -16,40 +13,9 @@ from report_fixtures import SENS_STUDY, sensitivity_rows
 
 from fer_core.report import assemble, build_report, load_runs
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--hide-scrollbars",
-]
 
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name) or (
-            f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None
-        )
-        if path:
-            return path
-    if os.environ.get("CI") == "true":
-        pytest.fail("headless Chromium is required under CI=true (apt-get install -y chromium)")
-    pytest.skip(
-        "Chromium not installed (apt-get install -y chromium); HTML not opened in a browser"
-    )
-
-
-def _run_chromium(exe: str, args: list[str]) -> subprocess.CompletedProcess:
-    with tempfile.TemporaryDirectory(prefix="fer-study-chromium-") as profile:
-        return subprocess.run(
-            [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+def _run_chromium(command: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
 class _DomCounter(HTMLParser):
@@ -88,8 +54,7 @@ def test_html_is_self_contained(tmp_path, make_run):
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_html_in_headless_chromium(tmp_path, make_run):
-    exe = _chromium()
+def test_html_in_headless_chromium(tmp_path, make_run, chromium):
     a = make_run(tmp_path / "runs", SENS_STUDY, "synth", "synthfer", sensitivity_rows())
     b = make_run(tmp_path / "runs", SENS_STUDY, "paper", "rafdb", sensitivity_rows(0.1))
     report = assemble(load_runs([a, b]))
@@ -97,7 +62,7 @@ def test_html_in_headless_chromium(tmp_path, make_run):
     url = (out / "index.html").resolve().as_uri()
 
     shot = tmp_path / "shot.png"
-    res = _run_chromium(exe, [f"--screenshot={shot}", "--window-size=1280,1600", url])
+    res = _run_chromium(chromium(f"--screenshot={shot}", "--window-size=1280,1600", url))
     assert shot.is_file(), res.stderr[-2000:]
     from PIL import Image
 
@@ -106,7 +71,7 @@ def test_html_in_headless_chromium(tmp_path, make_run):
     assert hi - lo > 100, "screenshot is blank"
     assert len(img.getcolors(maxcolors=1 << 16) or range(1 << 16)) > 20
 
-    dom = _run_chromium(exe, ["--dump-dom", url]).stdout
+    dom = _run_chromium(chromium("--dump-dom", url)).stdout
     assert "</html>" in dom
     counter = _DomCounter()
     counter.feed(dom)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import optuna
 import pytest
@@ -21,10 +19,6 @@ from fer_core.tune.runner import describe_study
 from fer_core.tune.spec import StudySpec
 
 PAPER = "001 Figs. 6-7"
-
-CHROMIUM = shutil.which("chromium") or (
-    "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
-)
 
 
 def _free_port() -> int:
@@ -100,31 +94,18 @@ def test_the_study_names_its_metric_and_attributes(run_dir):
 
 
 @pytest.mark.browser
-def test_dashboard_page_names_the_metric_in_headless_chromium(server, tmp_path):
+def test_dashboard_page_names_the_metric_in_headless_chromium(server, tmp_path, chromium):
     """The rendered study page (React, read after its scripts ran) shows the objective's name
     and a study attribute: one Chromium start, ``--dump-dom`` after a virtual-time budget."""
-    if CHROMIUM is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("headless Chromium (/usr/bin/chromium) is required when CI=true")
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
     dom = tmp_path / "dom.html"
     with dom.open("w") as fh:
         proc = subprocess.Popen(
-            [
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                f"--user-data-dir={tmp_path / 'chrome-profile'}",
+            chromium(
                 "--window-size=1280,800",
                 "--virtual-time-budget=10000",
                 "--dump-dom",
                 server + "/dashboard/studies/1",
-            ],
+            ),
             start_new_session=True,
             stdout=fh,
             stderr=subprocess.DEVNULL,
