@@ -16,7 +16,7 @@ from torch import nn
 
 from fer_core.losses.mim import mae_loss, patchify, unpatchify
 from fer_core.methods.base import Method, MethodNeeds, StepContext, StepOutput, register_method
-from fer_core.models.mim import MAEDecoder, check_mask_ratio, mae_encode, vit_of
+from fer_core.models.mim import MAEDecoder, check_mask_ratio, in_chans_of, mae_encode, vit_of
 
 GRID_ROWS = 4  # images shown in the reconstruction grid
 
@@ -58,7 +58,7 @@ class MaskedAutoencoder(Method):
         vit = vit_of(backbone)
         self.patch_size = int(vit.patch_embed.patch_size[0])
         self.grid = tuple(int(g) for g in vit.patch_embed.grid_size)
-        self.in_chans = int(vit.patch_embed.proj.in_channels)
+        self.in_chans = in_chans_of(vit)
         self.mask_ratio = check_mask_ratio(mask_ratio, self.grid[0] * self.grid[1])
         if not isinstance(norm_pix_loss, bool):
             raise ValueError(f"method.norm_pix_loss must be true or false, got {norm_pix_loss!r}")

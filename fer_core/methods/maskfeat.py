@@ -20,7 +20,13 @@ from torch import nn
 from fer_core.losses.hog import GRADIENTS, ORIENTATIONS, WINDOWS, hog_dim, hog_patch_targets
 from fer_core.losses.mim import masked_mse
 from fer_core.methods.base import Method, MethodNeeds, StepContext, StepOutput, register_method
-from fer_core.models.mim import check_mask_ratio, maskfeat_encode, random_masking, vit_of
+from fer_core.models.mim import (
+    check_mask_ratio,
+    in_chans_of,
+    maskfeat_encode,
+    random_masking,
+    vit_of,
+)
 
 
 @register_method("maskfeat")
@@ -53,7 +59,7 @@ class MaskFeat(Method):
         vit = vit_of(backbone)
         self.patch_size = int(vit.patch_embed.patch_size[0])
         self.grid = tuple(int(g) for g in vit.patch_embed.grid_size)
-        in_chans = int(vit.patch_embed.proj.in_channels)
+        in_chans = in_chans_of(vit)
         self.mask_ratio = check_mask_ratio(mask_ratio, self.grid[0] * self.grid[1])
         if not isinstance(hog_bins, int) or hog_bins < 1:
             raise ValueError(f"method.hog.bins must be a positive integer, got {hog_bins!r}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +214,7 @@ def group_defaults(name: str) -> dict[str, Any]:
 
 
 # --- ViTs -------------------------------------------------------------------------------------
-STEMS = ("patch", "conv")
+STEMS = ("patch", "conv", "hmlp")
 
 
 class ConvStemPatchEmbed(PatchEmbed):
@@ -253,13 +254,97 @@ class ConvStemPatchEmbed(PatchEmbed):
         )
 
 
+class HMLPPatchEmbed(PatchEmbed):
+    """A hierarchical-MLP ("hMLP") patch embedding: ``model.stem=hmlp``.
+
+    Touvron et al. 2022, "Three things everyone should know about Vision Transformers", Sec. 5:
+    convolutions whose kernel equals their stride, stacked inside each patch (4 x 4, then 2 x 2 per
+    further doubling: patch 8 -> 4, 2; patch 16 -> 4, 2, 2), each followed by a norm (and GELU
+    between them), widths ``embed_dim / 4`` then ``embed_dim``. No receptive field crosses a patch
+    boundary, so masking a patch changes no other token (``token_local``; MAE / MaskFeat accept it),
+    while the stem's norms and non-linearity give the optimisation what a ResNet stem gives a
+    hybrid: on SynthFER (default 4-epoch recipe) it learns where the single linear patch
+    projection stays at one class (``benchmarks/results/vit.md``). ``norm`` (the stem's
+    ``model.stem_norm``): ``layer`` (LayerNorm over channels at each position: per-sample and
+    per-position, strictly token-local) or ``batch`` (BatchNorm, the paper's choice; its batch
+    statistics pool every position of the batch).
+    """
+
+    token_local = True
+
+    def __init__(self, *args: Any, norm: str = "layer", **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        p = int(self.patch_size[0])
+        if p not in (4, 8, 16, 32) or self.patch_size[0] != self.patch_size[1]:
+            raise ValueError(f"model.stem=hmlp needs patch_size 4, 8, 16 or 32, got {p}")
+        if norm not in STEM_NORMS:
+            raise ValueError(
+                f"model.stem_norm must be one of {', '.join(STEM_NORMS)}, got {norm!r}"
+            )
+        in_chans = int(self.proj.in_channels)
+        dim = int(self.proj.out_channels)
+        if dim % 4:
+            raise ValueError(f"model.stem=hmlp needs embed_dim divisible by 4, got {dim}")
+        kernels = [4] + [2] * {4: 0, 8: 1, 16: 2, 32: 3}[p]
+        widths = [dim // 4] * (len(kernels) - 1) + [dim]
+        layers: list[nn.Module] = []
+        c = in_chans
+        for i, (k, w) in enumerate(zip(kernels, widths, strict=True)):
+            layers += [nn.Conv2d(c, w, kernel_size=k, stride=k), _stem_norm(norm, w)]
+            if i < len(kernels) - 1:
+                layers.append(nn.GELU())
+            c = w
+        self.proj = nn.Sequential(*layers)
+
+
+STEM_NORMS = ("layer", "batch")
+
+
+class _ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of [N, C, H, W] at each position (token-local)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def _stem_norm(norm: str, width: int) -> nn.Module:
+    return nn.BatchNorm2d(width) if norm == "batch" else _ChannelLayerNorm(width)
+
+
+def is_token_local(patch_embed: nn.Module) -> bool:
+    """Whether every token of ``patch_embed`` sees only its own patch: a single conv with
+    kernel = stride = patch size (the plain ViT), or a stem that declares ``token_local``
+    (``HMLPPatchEmbed``). A convolutional stem (``model.stem=conv``) is not."""
+    if getattr(patch_embed, "token_local", False):
+        return True
+    proj = getattr(patch_embed, "proj", None)
+    return (
+        isinstance(proj, nn.Conv2d)
+        and tuple(proj.kernel_size) == tuple(proj.stride)
+        and tuple(proj.kernel_size) == tuple(patch_embed.patch_size)
+    )
+
+
+# one embed_layer per stem norm (the same object on every build, so two builds compare equal)
+HMLP_EMBEDS = {n: partial(HMLPPatchEmbed, norm=n) for n in STEM_NORMS}
+
+
 def _vit(
     img_size: int, in_chans: int, pool: str, stage_indices=None, *, stem: str, **kw: Any
 ) -> Backbone:
     if stem not in STEMS:
         raise ValueError(f"model.stem must be one of {', '.join(STEMS)}, got {stem!r}")
+    stem_norm = kw.pop("stem_norm", None)
+    if stem_norm is not None and stem != "hmlp":
+        raise ValueError(f"model.stem_norm applies to model.stem=hmlp only (model.stem={stem!r})")
     if stem == "conv":
         kw["embed_layer"] = ConvStemPatchEmbed
+    elif stem == "hmlp":
+        if (stem_norm or "layer") not in STEM_NORMS:
+            raise ValueError(
+                f"model.stem_norm must be one of {', '.join(STEM_NORMS)}, got {stem_norm!r}"
+            )
+        kw["embed_layer"] = HMLP_EMBEDS[stem_norm or "layer"]
     model = VisionTransformer(
         img_size=img_size,
         in_chans=in_chans,
@@ -281,6 +366,7 @@ def _vit_entry(name: str) -> Callable[..., Backbone]:
 # patch_size, embed_dim, depth, num_heads, mlp_ratio, stem, drop_path_rate: conf/model/<name>.yaml
 BACKBONES.register("vit_tiny_cpu")(_vit_entry("vit_tiny_cpu"))
 BACKBONES.register("vit_hybrid_cpu")(_vit_entry("vit_hybrid_cpu"))
+BACKBONES.register("vit_patch_cpu")(_vit_entry("vit_patch_cpu"))
 BACKBONES.register("vit_small")(_vit_entry("vit_small"))
 BACKBONES.register("vit_base")(_vit_entry("vit_base"))
 

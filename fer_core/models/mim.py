@@ -23,6 +23,8 @@ import torch
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
+from fer_core.models.backbones import is_token_local
+
 
 def vit_of(backbone: nn.Module) -> VisionTransformer:
     """The timm ViT inside a :class:`fer_core.models.backbones.Backbone` (or the ViT itself)."""
@@ -34,13 +36,24 @@ def vit_of(backbone: nn.Module) -> VisionTransformer:
         )
     if getattr(vit, "dynamic_img_size", False):
         raise ValueError("masked-image pre-training does not support dynamic_img_size ViTs")
-    if not isinstance(vit.patch_embed.proj, nn.Conv2d):
+    if not is_token_local(vit.patch_embed):
         raise ValueError(
-            "masked-image pre-training needs a plain patch embedding (model.stem=patch, e.g. "
-            "model=vit_tiny_cpu): a convolutional stem (model.stem=conv) lets every token see "
-            "its masked neighbours"
+            "masked-image pre-training needs a token-local patch embedding (model.stem=patch or "
+            "model.stem=hmlp, e.g. model=vit_patch_cpu): a convolutional stem (model.stem=conv) "
+            "lets every token see its masked neighbours"
         )
     return vit
+
+
+def in_chans_of(vit: VisionTransformer) -> int:
+    """Input channels of a token-local patch embedding (its first convolution's)."""
+    proj = vit.patch_embed.proj
+    first = (
+        proj
+        if isinstance(proj, nn.Conv2d)
+        else next(m for m in proj.modules() if isinstance(m, nn.Conv2d))
+    )
+    return int(first.in_channels)
 
 
 def check_mask_ratio(mask_ratio: float, num_patches: int | None = None) -> float:
