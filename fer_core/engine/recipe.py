@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fer_core.data.base import DataSplits, FERImageSet, class_names
+from fer_core.data.base import DataSplits, FERImageSet, class_names, concat
 from fer_core.engine import build
 from fer_core.engine.batches import unlabelled_settings, view_names
 from fer_core.engine.build import ConfigError, TrainerSettings
@@ -280,16 +280,9 @@ def run_stages(
 
 # --------------------------------------------------------------------------- k-fold
 def _concat(a: FERImageSet, b: FERImageSet) -> FERImageSet:
-    def cat(x, y):
-        return None if x is None or y is None else torch.cat([x, y])
-
-    return FERImageSet(
-        images=torch.cat([a.images, b.images]), labels=torch.cat([a.labels, b.labels]),
-        num_classes=a.num_classes, votes=cat(a.votes, b.votes),
-        true_labels=cat(a.true_labels, b.true_labels), boxes=cat(a.boxes, b.boxes),
-        landmarks=cat(a.landmarks, b.landmarks), name=a.name, split="pool",
-        targets=cat(a.targets, b.targets),
-    )  # fmt: skip
+    """train + val as one pool: a view over the shared storage when both are views of one split
+    (a carved-out validation), so the folds copy no images (``data/base.py``'s ``concat``)."""
+    return concat(a, b, "pool")
 
 
 @dataclass(frozen=True)
