@@ -61,3 +61,24 @@ def test_bad_vote_source_and_corrupt_asset(tmp_path):
     bad.write_text(ASSET.read_text().splitlines()[0] + "\nTraining,fer1.png,4,x,0,0,0,0,0,0,0,0\n")
     with pytest.raises(ValueError, match="corrupt at line 2"):
         training_votes(str(bad))
+
+
+def test_rows_summing_to_nine_are_drawn_as_they_are(tmp_path):
+    # a small table in the asset's format: class 0 has only a 9-vote row, class 1 a 10-vote row
+    # and a tie (skipped: no unique plurality), so every draw of class 0 must be the 9-vote row
+    path = tmp_path / "votes.csv"
+    head = ASSET.read_text().splitlines()[0]
+    path.write_text(
+        head + "\n"
+        "Training,a.png,5,2,0,0,0,0,0,0,1,1\n"  # class 0, sums to 9
+        "Training,b.png,0,6,1,0,0,0,0,3,0,0\n"  # class 1, sums to 10
+        "Training,c.png,4,4,0,0,0,0,0,0,2,0\n"  # tie: no plurality, never drawn
+        "PublicTest,d.png,0,0,9,0,0,0,0,0,1,0\n"  # not a training row
+    )
+    y = torch.tensor([0, 1, 0, 0, 1])
+    votes, rows = draw_real_votes(y, 2, torch.Generator().manual_seed(0), path=str(path))
+    assert rows.tolist() == [0, 1, 0, 0, 1]
+    assert votes[0].tolist() == [5, 2, 0, 0, 0, 0, 0, 0, 1, 1] and votes[0].sum() == 9
+    assert torch.equal(votes, training_votes(str(path))[rows])
+    with pytest.raises(ValueError, match="data.vote_source=real_ferplus: no real training row"):
+        draw_real_votes(torch.tensor([2]), 3, torch.Generator(), path=str(path))
