@@ -22,6 +22,7 @@ from fer_core.report.collect import (
     DONE,
     RunData,
     dedupe_trials,
+    get_knob,
     metric_column,
     report_metrics,
     same_value,
@@ -52,9 +53,11 @@ def cell_stats(
     """Long frame, one row per (run, key, metric), keys in study order then unexpected ones.
 
     Columns: ``run, profile, dataset, metric, key, n, n_expected, mean, std, values, state``
-    (``state``: complete | partial | pending | running | error | pruned) and, for ablations,
-    ``delta, p_welch, p_welch_holm, p_mwu, p_mwu_holm, significant`` against the baseline row
-    (Holm within each (run, metric) column), plus ``paper`` (the reference number, percent).
+    (``state``: complete | partial | pending | running | error | pruned); ``delta, p_welch,
+    p_welch_holm, p_mwu, p_mwu_holm, significant`` against the baseline row of an ablation or the
+    ``report.baseline`` point of a sensitivity study (NaN without one; Holm within each (run,
+    metric) column); ``best, p_best, tied_best`` against the column's best mean; plus ``paper``
+    (the reference number, percent).
     """
     records = []
     for run in runs:
@@ -95,8 +98,9 @@ def cell_stats(
                         )
                     )
     df = pd.DataFrame.from_records(records)
-    if kind == "ablation" and not df.empty:
-        df = _add_comparisons(df, runs)
+    if not df.empty:
+        df = _add_comparisons(df, runs, kind)
+        df = _add_best_ties(df, runs)
     return df
 
 
@@ -172,14 +176,28 @@ def _state(n: int, n_expected: int, statuses: list[str]) -> str:
     return "pending"
 
 
-def _add_comparisons(df: pd.DataFrame, runs: Sequence[RunData]) -> pd.DataFrame:
-    base = {r.label: baseline_row(r.study) for r in runs}
+def comparison_baseline(study: dict, kind: str) -> Any | None:
+    """What each cell is tested against: an ablation's baseline row, or a sensitivity study's
+    ``report.baseline`` point (typically the paper's default); None: no test."""
+    if kind == "ablation":
+        return baseline_row(study) or None
+    if kind == "sensitivity":
+        return get_knob(study, "report.baseline")
+    return None
+
+
+def _add_comparisons(df: pd.DataFrame, runs: Sequence[RunData], kind: str) -> pd.DataFrame:
+    """Delta, Welch / U p-values (raw and Holm within each (run, metric) column) and
+    ``significant`` against :func:`comparison_baseline`; NaN / False where there is none."""
+    base = {r.label: comparison_baseline(r.study, kind) for r in runs}
     cols = {c: [] for c in ("delta", "p_welch", "p_welch_holm", "p_mwu", "p_mwu_holm")}
     df = df.reset_index(drop=True)
     out = {i: None for i in df.index}
     for (run, _metric), grp in df.groupby(["run", "metric"], sort=False):
+        b = base.get(run.split(" · ")[0])
+        bkey = next((str(k) for k in grp["key"] if b is not None and same_value(k, b)), None)
         groups = {str(k): v for k, v in zip(grp["key"], grp["values"])}
-        comp = stats.compare_column(groups, base[run]) if base[run] in groups else {}
+        comp = stats.compare_column(groups, bkey) if bkey is not None else {}
         for i, k in zip(grp.index, grp["key"]):
             out[i] = comp.get(str(k))
     for i in df.index:
@@ -189,6 +207,34 @@ def _add_comparisons(df: pd.DataFrame, runs: Sequence[RunData]) -> pd.DataFrame:
     for name, vals in cols.items():
         df[name] = vals
     df["significant"] = [bool(out[i] and out[i].significant()) for i in df.index]
+    return df
+
+
+def _add_best_ties(df: pd.DataFrame, runs: Sequence[RunData]) -> pd.DataFrame:
+    """``best`` (the best mean of its (run, metric) column), ``p_best`` (Welch against the best,
+    Holm within the column) and ``tied_best``: the best, or not significantly different from it
+    (p_best >= alpha). Untestable cells (fewer than 2 seeds on either side) are not tied."""
+    from fer_core.report.tables import best_key
+
+    study = runs[0].study
+    best_col, p_col, tied_col = [], [], []
+    df = df.reset_index(drop=True)
+    p_of: dict[int, float] = {}
+    best_of: dict[int, bool] = {}
+    for (_run, metric), grp in df.groupby(["run", "metric"], sort=False):
+        best = best_key(grp, metric, study)
+        bkey = None if best is None else str(best)
+        groups = {str(k): v for k, v in zip(grp["key"], grp["values"])}
+        ps = stats.tied_with_best(groups, bkey) if bkey is not None else {}
+        for i, k in zip(grp.index, grp["key"]):
+            best_of[i] = bkey is not None and str(k) == bkey
+            p_of[i] = ps.get(str(k), math.nan)
+    for i in df.index:
+        p = p_of.get(i, math.nan)
+        best_col.append(best_of.get(i, False))
+        p_col.append(p)
+        tied_col.append(best_of.get(i, False) or (not math.isnan(p) and p >= stats.ALPHA))
+    df["best"], df["p_best"], df["tied_best"] = best_col, p_col, tied_col
     return df
 
 

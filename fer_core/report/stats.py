@@ -7,7 +7,10 @@
   :data:`MIN_SEEDS_MWU` = 5 seeds;
 * Holm's step-down correction within each table column (over the rows compared to the baseline),
   separately for each test; a cell is marked significant when its Holm-adjusted Welch p-value
-  is below ``alpha`` (0.05).
+  is below ``alpha`` (0.05);
+* the best value of a column and every value not significantly different from it (Welch against
+  the best, Holm within the column, p >= ``alpha``) are marked together (:func:`tied_with_best`),
+  so that a report never crowns one value on noise.
 """
 
 from __future__ import annotations
@@ -109,6 +112,23 @@ def compare_column(
     out = {baseline: Comparison(0.0, math.nan, math.nan)} if baseline in groups else {}
     for k, n in enumerate(names):
         out[n] = Comparison(deltas[n], pw[k], pu[k], pw_h[k], pu_h[k])
+    return out
+
+
+def tied_with_best(
+    groups: dict[str, Sequence[float]], best: str, alpha: float = ALPHA
+) -> dict[str, float]:
+    """Holm-adjusted Welch p-value of every group against the best one (NaN where untestable).
+
+    A group whose adjusted p is at least ``alpha`` is *not significantly different* from the best
+    (reports mark it beside the best instead of bolding one value on noise). Holm runs within the
+    column, over the groups compared with the best; the best itself gets NaN.
+    """
+    del alpha
+    names = [n for n in groups if n != best]
+    raw = [welch_p(groups[n], groups.get(best, [])) for n in names]
+    out = {best: math.nan} if best in groups else {}
+    out.update(zip(names, holm(raw)))
     return out
 
 

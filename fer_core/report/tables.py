@@ -97,6 +97,26 @@ def _value_text(r: dict, delta: float | None = None) -> str:
     return text
 
 
+def seeds_text(cells: pd.DataFrame) -> str:
+    """How many seeds stand behind each finished cell: ``n = 3 seeds per cell`` (or a range)."""
+    ns = sorted({int(n) for n in cells["n"] if n > 0}) if not cells.empty else []
+    if not ns:
+        return "no finished seeds yet"
+    span = str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+    return f"n = {span} seed{'s' if ns[-1] > 1 else ''} per cell"
+
+
+def ties_note(cells: pd.DataFrame) -> str:
+    """The caption of the best marking: the test behind it, or why there is none."""
+    if cells.empty or not (cells["n"] > 1).any():
+        return "bold: the best mean per column (single seeds: no test, so ties are not marked)."
+    return (
+        "bold: the best mean per column and every value not significantly different from it "
+        f"(Welch's t-test against the best, Holm-corrected within the column, p ≥ {stats.ALPHA}); "
+        "with fewer than 2 seeds a value cannot be tested and is not marked."
+    )
+
+
 def _paper_text(values: dict[Any, float], key: Any, baseline: Any | None) -> str:
     v = next((val for k, val in values.items() if same_value(k, key)), math.nan)
     if math.isnan(v):
@@ -171,7 +191,8 @@ def ablation_table(runs: Sequence[RunData], cells: pd.DataFrame) -> Table:
             data[f"paper {dataset}"] = [_paper_text(values, k, base) for k in keys]
             bold[f"paper {dataset}"] = [False] * len(keys)
     notes = [
-        f"Mean ± std (ddof=1) over seeds; ↑/↓: difference to the baseline row '{base}'. "
+        f"Mean ± std (ddof=1) over seeds, {seeds_text(cells)}; "
+        f"↑/↓: difference to the baseline row '{base}'. "
         f"p: Welch's t-test against the baseline, Holm-corrected within each column; "
         f"* and bold: p < {stats.ALPHA}."
         + (
@@ -209,7 +230,8 @@ def _check(value: Any) -> str:
 
 
 def sensitivity_table(runs: Sequence[RunData], cells: pd.DataFrame) -> Table:
-    """Rows = values of the swept knob; per (run, metric) ``mean ± std`` (best bolded) and paper."""
+    """Rows = values of the swept knob; per (run, metric) ``mean ± std`` (the best and the values
+    tied with it bolded; difference and p against ``report.baseline`` when set) and paper."""
     study = runs[0].study
     x = sensitivity_x(study) or "x"
     keys: list[Any] = []
@@ -224,6 +246,7 @@ def sensitivity_table(runs: Sequence[RunData], cells: pd.DataFrame) -> Table:
     runs_seen = list(dict.fromkeys(cells["run"])) if not cells.empty else []
     metrics = list(dict.fromkeys(cells["metric"])) if not cells.empty else []
     ref = study.get("reference") or {}
+    baseline = get_knob(study, "report.baseline")
     ref_values = paper_values(study, "sensitivity")
     used_ref: set[str] = set()
     paper_done: set[tuple[str, str]] = set()  # one paper column per dataset, after its first line
@@ -235,11 +258,19 @@ def sensitivity_table(runs: Sequence[RunData], cells: pd.DataFrame) -> Table:
                 for k in keys
             ]
             title = _col_title(run_label, metric, len(runs_seen) > 1, len(metrics) > 1)
-            data[title] = [_value_text(r) if r else "n/a" for r in recs]
-            best = best_key(grp, metric, study)
-            bold[title] = [
-                bool(r) and best is not None and same_value(r["key"], best) for r in recs
+            data[title] = [
+                _value_text(r, None if same_value(r["key"], baseline) else r["delta"])
+                if r
+                else "n/a"
+                for r in recs
             ]
+            bold[title] = [bool(r and r["tied_best"]) for r in recs]
+            if baseline is not None:
+                data[f"{title} p"] = [
+                    fmt_p(r["p_welch_holm"]) + ("*" if r["significant"] else "") if r else "–"
+                    for r in recs
+                ]
+                bold[f"{title} p"] = [False] * len(keys)
             dataset = grp["dataset"].iloc[0] if len(grp) else ""
             if (
                 dataset in ref_values
@@ -254,7 +285,17 @@ def sensitivity_table(runs: Sequence[RunData], cells: pd.DataFrame) -> Table:
         if dataset not in used_ref:
             data[f"paper {dataset}"] = [_paper_text(values, k, None) for k in keys]
             bold[f"paper {dataset}"] = [False] * len(keys)
-    notes = ["Mean ± std (ddof=1) over seeds; bold: our best value per column."]
+    notes = [f"Mean ± std (ddof=1) over seeds, {seeds_text(cells)}; " + ties_note(cells)]
+    if baseline is None:
+        notes.append(
+            "No test against a reference point: the study names no report.baseline (a value of "
+            f"{x}, typically the paper's default)."
+        )
+    else:
+        notes.append(
+            f"↑/↓ and p: difference to {x} = {baseline} (report.baseline) and Welch's t-test "
+            f"against it, Holm-corrected within each column; * p < {stats.ALPHA}."
+        )
     opt = optimum_of(study, x)
     if opt is not None:
         src = f" ({ref['source']})" if ref.get("source") else ""

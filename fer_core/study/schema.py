@@ -216,6 +216,9 @@ class Report(Strict):
     rows: list[str] | None = None
     title: str | None = None
     labels: dict[Any, str] | None = None  # sensitivity: names of swept values, e.g. {0.9: never}
+    # sensitivity: the point every other value is tested against (Welch + Holm), typically the
+    # paper's default; null: no test (ablations name theirs in ablation.baseline)
+    baseline: Any | None = None
 
 
 class StudyFile(Strict):
@@ -333,6 +336,8 @@ class StudyFile(Strict):
                     f"report.x: {rep.x!r} is not a searched knob; {hint}valid: "
                     + (", ".join(space) or "(none: the study searches no knob)")
                 )
+            if rep.baseline is not None:
+                self._check_report_baseline(rep, space)
             if rep.kind == "ablation" and self.ablation is None:
                 raise ValueError("report.kind: 'ablation' needs an ablation block")
             if rep.rows and self.ablation is not None:
@@ -341,3 +346,33 @@ class StudyFile(Strict):
                 if bad:
                     raise ValueError(f"report.rows: {bad} are not ablation rows; use {known}")
         return self
+
+    def _check_report_baseline(self, rep: Report, space: dict[str, Distribution]) -> None:
+        """``report.baseline`` is a value the swept knob takes (sensitivity studies only)."""
+        if self.ablation is not None or rep.kind in ("ablation", "search"):
+            raise ValueError(
+                f"report.baseline: {rep.baseline!r} is for sensitivity studies; an ablation names "
+                "its baseline row in ablation.baseline"
+            )
+        x = rep.x or next(iter(space), None)
+        dist = space.get(x) if x else None
+        if dist is None:
+            raise ValueError(
+                f"report.baseline: {rep.baseline!r} needs a swept knob (report.x or a space entry)"
+            )
+        values = dist.grid_values()
+        if values is not None and not any(_same(rep.baseline, v) for v in values):
+            raise ValueError(
+                f"report.baseline: {rep.baseline!r} is not a value of {x}; allowed: "
+                + ", ".join(map(str, values))
+            )
+        if values is None and not dist.contains(rep.baseline):
+            raise ValueError(f"report.baseline: {rep.baseline!r} is outside the range of {x}")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as swept values: numbers compare as floats (0.1 == 1e-1), the rest as text."""
+    try:
+        return not isinstance(a, bool) and not isinstance(b, bool) and float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)

@@ -12,6 +12,7 @@ from report_fixtures import (
     ABLATION_STUDY,
     ABLATION_VALUES,
     SENS_STUDY,
+    SENS_X,
     ablation_rows,
     sensitivity_rows,
 )
@@ -197,7 +198,15 @@ def test_sensitivity_table_and_best(tmp_path, make_run):
     table = next(t for t in report.tables if t.name == "sensitivity")
     assert list(table.df["method.uniform.tau"]) == ["0.001", "0.005", "0.01"]
     assert list(table.df["test/acc paper"]) == ["92.35", "91.78", "91.52"]
-    assert list(table.bold["test/acc"]) == [True, False, False]
+    # bold: the best (0.001) and what Welch + Holm cannot tell from it at 2 seeds
+    vals = {x: [0.80 - 3.0 * x + 0.004 * s for s in (0, 1)] for x in SENS_X}
+    raw = [sps.ttest_ind(vals[x], vals[0.001], equal_var=False).pvalue for x in SENS_X[1:]]
+    tied = [p >= 0.05 for p in holm(raw)]
+    assert list(table.bold["test/acc"]) == [True, *tied]
+    assert tied == [True, False]  # 0.005 is within noise of the best at n = 2, 0.01 is not
+    assert "n = 2 seeds per cell" in table.notes[0] and "Welch" in table.notes[0]
+    assert any("report.baseline" in n for n in table.notes)  # no baseline: no test, and it says so
+    assert "test/acc p" not in table.df.columns
     accs = [0.80 - 3.0 * 0.001 + 0.004 * s for s in (0, 1)]
     assert (
         table.df["test/acc"][0] == f"{np.mean(accs) * 100:.2f} ± {np.std(accs, ddof=1) * 100:.2f}"
@@ -294,3 +303,23 @@ def test_errors_and_selection_on_test_are_reported(tmp_path, make_run):
     table = next(t for t in report.tables if t.name == "sensitivity")
     assert table.df["test/acc"][0] == "n/a (error)"
     assert any("val_fraction = 0" in n and "test set" in n for n in report.notes)
+
+
+def test_sensitivity_baseline_is_tested_with_welch_and_holm(tmp_path, make_run):
+    study = copy.deepcopy(SENS_STUDY)
+    study["report"]["baseline"] = 0.005
+    run = make_run(tmp_path / "runs", study, "paper", "rafdb", sensitivity_rows(seeds=3))
+    report = assemble(load_runs([run]))
+    table = next(t for t in report.tables if t.name == "sensitivity")
+    vals = {x: [0.80 - 3.0 * x + 0.004 * s for s in (0, 1, 2)] for x in SENS_X}
+    raw = [sps.ttest_ind(vals[x], vals[0.005], equal_var=False).pvalue for x in (0.001, 0.01)]
+    adj = holm(raw)
+    cells = report.stats.set_index("key")
+    assert cells.loc[0.001, "p_welch_holm"] == pytest.approx(adj[0])
+    assert cells.loc[0.01, "p_welch_holm"] == pytest.approx(adj[1])
+    assert np.isnan(cells.loc[0.005, "p_welch_holm"])  # the baseline itself
+    assert cells.loc[0.001, "delta"] == pytest.approx(np.mean(vals[0.001]) - np.mean(vals[0.005]))
+    assert list(table.df["test/acc p"])[1] == "–"
+    assert table.df["test/acc"][0].endswith(f"↑ {abs(-3.0 * (0.001 - 0.005)) * 100:.2f}")
+    assert any("report.baseline" in n and "Welch" in n for n in table.notes)
+    assert "n = 3 seeds per cell" in table.notes[0]

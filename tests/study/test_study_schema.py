@@ -152,3 +152,20 @@ def test_report_checks():
         _study(space={"a": {"grid": [1]}}, report={"kind": "sensitivity", "x": "b"})
     with pytest.raises(ValidationError, match="needs an ablation block"):
         _study(report={"kind": "ablation"})
+
+
+def test_report_baseline_is_a_value_of_the_swept_knob():
+    space = {"method.uniform.tau": {"grid": [0.001, 0.005, 0.01]}}
+    ok = _study(space=space, report={"kind": "sensitivity", "baseline": 5e-3})
+    assert ok.report.baseline == 5e-3
+    with pytest.raises(ValidationError, match=r"report.baseline: 0.02 is not a value of .*0.005"):
+        _study(space=space, report={"kind": "sensitivity", "baseline": 0.02})
+    with pytest.raises(ValidationError, match="report.baseline: 0.5 is outside"):
+        _study(
+            space={"optim.lr": {"loguniform": [1e-4, 1e-2]}},
+            algorithm={"name": "random"},
+            report={"baseline": 0.5},
+        )
+    rows = {"rows": [{"name": "a", "set": {}}, {"name": "b", "set": {"x.y": 1}}]}
+    with pytest.raises(ValidationError, match="ablation.baseline"):
+        _study(ablation=rows, report={"kind": "ablation", "baseline": "a"})
