@@ -35,6 +35,33 @@ from fer_core.report.render import to_markdown
 from fer_core.report.search import search_sections
 from fer_core.report.tables import Table, ablation_table, sensitivity_table
 
+# What the report's words mean; shown at the top of every report (Markdown and HTML).
+GLOSSARY: tuple[tuple[str, str], ...] = (
+    (
+        "acc",
+        "accuracy against the dataset's label; on SynthFER the plurality of its 10 annotators' "
+        "votes (as FERPlus's majority label), so it rewards agreeing with the crowd's mistakes",
+    ),
+    (
+        "acc_true",
+        "accuracy against SynthFER's generating class (the expression the face was drawn with); "
+        "only SynthFER knows it",
+    ),
+    ("uar", "unweighted average recall: the mean of per-class recalls, blind to class sizes"),
+    ("f1", "macro F1: the mean of per-class F1 scores"),
+    (
+        "val/ and test/",
+        "checkpoints and searches select on val/ metrics; tables and plots report test/",
+    ),
+    (
+        "synth",
+        "the CPU-sized profile on SynthFER, the embedded procedurally generated dataset: its "
+        "numbers compare settings with each other, not with the paper's absolute numbers",
+    ),
+    ("paper", "the profile with the paper's dataset, model and hyper-parameters"),
+    ("n", "finished seeds behind a cell; mean ± std uses ddof = 1"),
+)
+
 
 @dataclass
 class Report:
@@ -195,6 +222,7 @@ def to_markdown_report(report: Report, plot_dir: str = "plots") -> str:
         + ", ".join(report_metrics(s)),
     ]
     out += [m for m in meta if m] + [""]
+    out += ["**Glossary**", ""] + [f"- `{term}`: {text}" for term, text in GLOSSARY] + [""]
     if report.notes:
         out += ["**Notes**", ""] + [f"- {n}" for n in report.notes] + [""]
     *main, provenance = report.tables

@@ -12,7 +12,7 @@ import re
 
 import yaml
 
-from fer_core.report.assemble import Report, base_config_text, commands
+from fer_core.report.assemble import GLOSSARY, Report, base_config_text, commands
 from fer_core.report.collect import report_metrics
 from fer_core.report.render import to_html
 
@@ -28,7 +28,13 @@ table.report-table th { background: #e8eef5; }
 table.report-table tr:nth-child(even) td { background: #f6f8fa; }
 p.note { font-size: 0.85em; color: #555; margin: 0.2em 0 1em; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
-pre { background: #f4f4f4; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+pre { background: #f4f4f4; padding: 0.8em; font-size: 0.85em; white-space: pre-wrap;
+      overflow-wrap: anywhere; }
+div[id^="table-"] { max-width: 100%; overflow-x: auto; }  /* a wide table scrolls, not the page */
+#table-provenance td { white-space: normal; overflow-wrap: anywhere; max-width: 60em; }
+dl.glossary { display: grid; grid-template-columns: max-content 1fr; gap: 0.15em 1em;
+              font-size: 0.9em; }
+dl.glossary dt { font-weight: bold; font-family: monospace; } dl.glossary dd { margin: 0; }
 ul.notes li { margin: 0.2em 0; }
 """
 
@@ -58,6 +64,8 @@ def to_html_report(report: Report) -> str:
         f"shown: {esc(', '.join(report_metrics(s)))}</li>"
     )
     parts.append(f"<ul>{''.join(meta)}</ul>")
+    terms = "".join(f"<dt>{esc(t)}</dt><dd>{esc(d)}</dd>" for t, d in GLOSSARY)
+    parts.append(f'<h2 id="glossary">Glossary</h2><dl class="glossary">{terms}</dl>')
     if report.notes:
         items = "".join(f"<li>{esc(n)}</li>" for n in report.notes)
         parts.append(f'<h2 id="notes">Notes</h2><ul class="notes">{items}</ul>')

@@ -27,7 +27,17 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from fer_core.report.collect import RunData, get_knob, same_value  # noqa: E402
 from fer_core.report.design import optimum_of, sensitivity_x, space_entry  # noqa: E402
-from fer_core.report.tables import best_key, higher_is_better, scale, value_label  # noqa: E402
+from fer_core.report.tables import (  # noqa: E402
+    best_key,
+    higher_is_better,
+    scale,
+    seeds_text,
+    ties_note,
+    value_label,
+)
+
+LEGEND_PT = 9  # legend and annotation font sizes (points): readable at 100 dpi
+LABEL_PT = 9
 
 
 @dataclass
@@ -80,6 +90,15 @@ def _num(v: Any) -> float | None:
 
 def sensitivity_plot(runs: Sequence[RunData], cells: pd.DataFrame) -> Plot | None:
     """One subplot per metric; error-bar line per run; paper's values / optimum; best annotated."""
+    drawn = sensitivity_figure(runs, cells)
+    if drawn is None:
+        return None
+    fig, caption = drawn
+    return render(fig, "sensitivity", caption)
+
+
+def sensitivity_figure(runs: Sequence[RunData], cells: pd.DataFrame) -> tuple[Figure, str] | None:
+    """The figure of :func:`sensitivity_plot` and its caption (None without cells)."""
     if cells.empty:
         return None
     study = runs[0].study
@@ -98,6 +117,7 @@ def sensitivity_plot(runs: Sequence[RunData], cells: pd.DataFrame) -> Plot | Non
         return float(next(i for i, e in enumerate(keys) if same_value(k, e)))
 
     fig = Figure(figsize=(5.2 * len(metrics), 3.8), layout="constrained")
+    labels: list[tuple] = []  # (ax, text, x, mean, std, errorbar container): placed last
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     ref = study.get("reference") or {}
     for ax, metric in zip(axes, metrics):
@@ -122,14 +142,9 @@ def sensitivity_plot(runs: Sequence[RunData], cells: pd.DataFrame) -> Plot | Non
                 best = None  # many lines: annotate only the overall best
             if best is not None:
                 b = have[[same_value(k, best) for k in have["key"]]].iloc[0]
-                ax.annotate(
-                    f"best {b['mean'] * f:.2f}",
-                    (pos(best), b["mean"] * f),
-                    textcoords="offset points",
-                    xytext=(0, 8),
-                    ha="center",
-                    fontsize=8,
-                    color=line[0].get_color(),
+                err = 0.0 if math.isnan(b["std"]) else b["std"] * f
+                labels.append(
+                    (ax, f"best {b['mean'] * f:.2f}", pos(best), b["mean"] * f, err, line)
                 )
         if not ref.get("metric") or ref["metric"] == metric:
             _paper_lines(ax, study, x, keys, numeric, pos, colors)
@@ -143,15 +158,59 @@ def sensitivity_plot(runs: Sequence[RunData], cells: pd.DataFrame) -> Plot | Non
             ax.minorticks_off()
         ax.set_xlabel(x)
         ax.set_ylabel(metric + (" (%)" if f == 100.0 else ""))
-        ax.margins(y=0.15)  # room for the "best" annotation
+        ax.margins(y=0.2)  # room for the "best" annotation above or below the error bars
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=LEGEND_PT)
     title = f"{study.get('name', 'study')}: {x}"
     if study.get("paper"):
         title += f" (cf. {study['paper']})"
     fig.suptitle(title, fontsize=10)
-    caption = f"Sensitivity of {', '.join(metrics)} to {x}: mean ± std over seeds."
-    return render(fig, "sensitivity", caption)
+    FigureCanvasAgg(fig)
+    fig.draw_without_rendering()  # final limits and layout, so label extents are real
+    for ax, text, xv, mean, err, container in labels:
+        place_clear_of_bars(ax, text, xv, mean, err, container[0].get_color())
+    caption = (
+        f"Sensitivity of {', '.join(metrics)} to {x}: mean ± std over seeds "
+        f"({seeds_text(cells)}); 'best' labels the best mean. In the table, " + ties_note(cells)
+    )
+    return fig, caption
+
+
+def place_clear_of_bars(ax, text: str, x: float, mean: float, err: float, color: str):
+    """Annotate ``text`` at ``x`` just above the top of its error bar, or below its bottom when
+    the space above crosses any error bar or marker of the axes; returns the Text artist."""
+    tries = [((0, 5), mean + err, "bottom"), ((0, -5), mean - err, "top")]
+    ann = None
+    for offset, y, va in tries:
+        if ann is not None:
+            ann.remove()
+        ann = ax.annotate(
+            text,
+            (x, y),
+            textcoords="offset points",
+            xytext=offset,
+            ha="center",
+            va=va,
+            fontsize=LABEL_PT,
+            color=color,
+        )
+        if not crossed_bars(ax, ann):
+            break
+    return ann
+
+
+def crossed_bars(ax, ann) -> list:
+    """The error-bar segments and data lines of ``ax`` whose display extent meets ``ann``'s box."""
+    renderer = ax.figure.canvas.get_renderer()
+    box = ann.get_window_extent(renderer)
+    hits = []
+    for coll in ax.collections:  # error bars: one segment per point
+        for seg in coll.get_segments():
+            pts = ax.transData.transform(seg)
+            (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+            if x0 <= box.x1 and x1 >= box.x0 and y0 <= box.y1 and y1 >= box.y0:
+                hits.append(seg)
+    return hits
 
 
 def best_key_overall(cells: pd.DataFrame, metric: str, study: dict) -> tuple[str, Any] | None:

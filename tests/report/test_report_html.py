@@ -82,3 +82,34 @@ def test_html_in_headless_chromium(tmp_path, make_run, chromium):
             assert str(cell) in dom
     assert len(counter.imgs) == len(report.plots) == 1
     assert all(src.startswith("data:image/png;base64,") for src in counter.imgs)
+
+
+def _page_width_probe(page: str) -> str:
+    """The page plus a script that writes its scroll and viewport widths into the DOM."""
+    probe = (
+        "<script>document.body.setAttribute('data-widths', "
+        "document.documentElement.scrollWidth + ' ' + window.innerWidth);</script>"
+    )
+    return page.replace("</body>", probe + "</body>")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_no_sideways_scroll_at_1024_px(tmp_path, make_run, chromium):
+    """At 1,024 px the page never scrolls sideways: the provenance's one-line JSON wraps and wide
+    tables scroll inside their own box."""
+    manifest = {
+        "git_commit": "0123456789abcdef" * 4,
+        "command": "fer-study run studies/sens_demo.yaml "
+        + " ".join(f"-o k{i}=v{i}" for i in range(40)),
+        "resources": [{"cpu": 1, "gpu": 0.25, "custom": {f"node{i}": 1 for i in range(30)}}],
+    }
+    run = make_run(tmp_path / "runs", SENS_STUDY, "synth", "synthfer", sensitivity_rows(), manifest)
+    out = build_report([run], formats="html", out_dir=tmp_path / "rep")
+    probe = tmp_path / "probe.html"
+    probe.write_text(_page_width_probe((out / "index.html").read_text()), encoding="utf-8")
+    dom = _run_chromium(chromium("--window-size=1024,900", "--dump-dom", probe.resolve().as_uri()))
+    widths = dom.stdout.split('data-widths="', 1)[1].split('"', 1)[0]
+    scroll, inner = map(int, widths.split())
+    assert inner == 1024, widths
+    assert scroll <= inner, f"the page scrolls sideways at 1024 px: scrollWidth {scroll}"

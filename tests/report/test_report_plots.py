@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from report_fixtures import SENS_STUDY, sensitivity_rows, write_search_run
 
 from fer_core.report import assemble, load_runs
-from fer_core.report.plots import is_log_scaled
+from fer_core.report.cells import cell_stats
+from fer_core.report.plots import (
+    crossed_bars,
+    is_log_scaled,
+    place_clear_of_bars,
+    sensitivity_figure,
+)
 
 
 def test_log_axis_only_for_log_scaled_knobs():
@@ -85,3 +93,33 @@ def test_search_without_storage_still_reports(tmp_path):
     assert report.plots == []
     assert any("no Optuna storage" in n for n in report.notes)
     assert len(report.tables[1].df) == 3
+
+
+def test_labels_clear_of_error_bars_and_readable_legend(tmp_path, make_run):
+    a = make_run(tmp_path / "runs", SENS_STUDY, "synth", "synthfer", sensitivity_rows())
+    b = make_run(tmp_path / "runs", SENS_STUDY, "paper", "rafdb", sensitivity_rows(0.1))
+    report = assemble(load_runs([a, b]))
+    fig, caption = sensitivity_figure(report.runs, cell_stats(report.runs, "sensitivity"))
+    assert "n = 2 seeds per cell" in caption and "Welch" in caption
+    (ax,) = fig.axes
+    labels = [t for t in ax.texts if t.get_text().startswith("best")]
+    assert len(labels) == 2
+    for t in labels:
+        assert not crossed_bars(ax, t), t.get_text()
+        assert t.get_fontsize() >= 9
+    assert all(t.get_fontsize() >= 9 for t in ax.get_legend().get_texts())
+
+
+def test_label_moves_below_when_a_bar_crosses_above():
+    fig = Figure(figsize=(3, 3))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.errorbar([0.0, 0.05, 1.0], [50.0, 60.0, 40.0], yerr=[1.0, 9.0, 1.0], marker="o")
+    ax.set_xlim(-0.5, 1.5)
+    ax.set_ylim(30, 80)
+    fig.draw_without_rendering()
+    # the best at x = 0 sits under a neighbour's tall bar: above it would cross, below it does not
+    ann = place_clear_of_bars(ax, "best 50.00", 0.0, 50.0, 1.0, "C0")
+    assert ann.get_va() == "top" and not crossed_bars(ax, ann)
+    free = place_clear_of_bars(ax, "best 40.00", 1.0, 40.0, 1.0, "C0")
+    assert free.get_va() == "bottom" and not crossed_bars(ax, free)
