@@ -2,6 +2,11 @@
 float [N, C, H, W] batches in [0, 255], per-sample parameters drawn from the caller's
 ``torch.Generator``, boxes following every geometric op. Registered by name in ``_OPS`` (the
 ``op:`` of a policy file); each op checks its own parameters (``check``) and names the bad key.
+
+Device: the batch may live on the trial's device (``trainer.aug.device: auto``, uint8 moved
+before augmenting); every random number is still drawn on the CPU from the caller's generator, in
+the same order, and moved to the batch's device where it meets the pixels, so a policy gives the
+same draws on every device. Boxes stay on the CPU.
 """
 
 from __future__ import annotations
@@ -59,16 +64,16 @@ def _f(x: torch.Tensor) -> torch.Tensor:
 
 def _grey(x: torch.Tensor) -> torch.Tensor:
     """[n, 3, H, W] -> [n, 1, H, W] luma (torchvision weights)."""
-    return (x * torch.tensor(_GREY).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    return (x * torch.tensor(_GREY, device=x.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
 
 
 def _blend(x: torch.Tensor, other: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    f = f.view(-1, 1, 1, 1)
+    f = f.to(x.device).view(-1, 1, 1, 1)
     return (f * x + (1 - f) * other).clamp(0, 255)
 
 
 def _brightness(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    return (x * f.view(-1, 1, 1, 1)).clamp_(0, 255)
+    return (x * f.to(x.device).view(-1, 1, 1, 1)).clamp_(0, 255)
 
 
 def _contrast(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
@@ -94,9 +99,11 @@ def _hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     h = (maxc == r) * (bc - gc)
     h = h + ((maxc == gr) & (maxc != r)) * (2.0 + rc - bc)
     h = h + ((maxc != gr) & (maxc != r)) * (4.0 + gc - rc)
-    h = torch.remainder(h / 6.0 + shift.view(-1, 1, 1), 1.0) * 6.0
+    h = torch.remainder(h / 6.0 + shift.to(x.device).view(-1, 1, 1), 1.0) * 6.0
     # HSV -> RGB: channel = v - chroma * clamp(min(k, 4 - k), 0, 1), k = (n + 6h) mod 6, n = 5, 3, 1
-    k = torch.remainder(torch.tensor([5.0, 3.0, 1.0]).view(1, 3, 1, 1) + h[:, None], 6.0)
+    k = torch.remainder(
+        torch.tensor([5.0, 3.0, 1.0], device=x.device).view(1, 3, 1, 1) + h[:, None], 6.0
+    )
     ramp = torch.minimum(k, 4.0 - k).clamp_(0, 1)
     return maxc[:, None] - cr[:, None] * ramp
 
@@ -119,7 +126,9 @@ def _equalize(x: torch.Tensor) -> torch.Tensor:
     """Per-channel histogram equalisation (PIL's / torchvision's lookup table)."""
     n, c, h, w = x.shape
     v = x.round().clamp(0, 255).long().view(n * c, h * w)
-    hist = torch.zeros(n * c, 256).scatter_add_(1, v, torch.ones(n * c, h * w))
+    hist = torch.zeros(n * c, 256, device=x.device).scatter_add_(
+        1, v, torch.ones(n * c, h * w, device=x.device)
+    )
     last = hist.gather(1, v.amax(1, keepdim=True))  # count of the highest value present
     step = torch.div(h * w - last, 255, rounding_mode="floor")
     cum = torch.cumsum(hist, 1) - hist  # pixels below each value
@@ -136,7 +145,7 @@ def _warp(x: torch.Tensor, boxes: Boxes, a: torch.Tensor, mode: str, padding: st
     """
     n, _, h, w = x.shape
     norm = torch.tensor([[2.0 / w, 0.0, -1.0], [0.0, 2.0 / h, -1.0], [0.0, 0.0, 1.0]])
-    theta = norm @ torch.linalg.inv(a) @ torch.linalg.inv(norm)
+    theta = (norm @ torch.linalg.inv(a) @ torch.linalg.inv(norm)).to(x.device)  # drawn on the CPU
     grid = F.affine_grid(theta[:, :2], list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode=mode, padding_mode=padding, align_corners=False)
     if boxes is not None:
@@ -211,7 +220,7 @@ class HFlip(_Op):
 
     def __call__(self, x, boxes, g, warp_only):
         f = torch.rand(x.shape[0], generator=g) < self.p
-        x = torch.where(f[:, None, None, None], x.flip(-1), x)
+        x = torch.where(f.to(x.device)[:, None, None, None], x.flip(-1), x)
         if boxes is not None:
             w = x.shape[-1]
             flipped = torch.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], 1)
@@ -310,7 +319,7 @@ class Grayscale(_Op):
         on = torch.rand(x.shape[0], generator=g) < self.p
         if warp_only or x.shape[1] == 1:
             return x, boxes
-        return torch.where(on[:, None, None, None], _grey(x).expand_as(x), x), boxes
+        return torch.where(on.to(x.device)[:, None, None, None], _grey(x).expand_as(x), x), boxes
 
 
 @_op("gaussian_blur")
@@ -341,7 +350,7 @@ class GaussianBlur(_Op):
         def blur(t, i):
             m = len(i)
             k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1.0) / sig[i, None]) ** 2)
-            k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, 0)  # [m*c, 2r+1]
+            k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, 0).to(t.device)  # [m*c, 2r+1]
             t = F.pad(t.reshape(1, m * c, h, w), (radius,) * 4, mode="reflect")
             t = F.conv2d(t, k.view(m * c, 1, -1, 1), groups=m * c)
             t = F.conv2d(t, k.view(m * c, 1, 1, -1), groups=m * c)
@@ -385,7 +394,8 @@ class RandomErasing(_Op):
         ys, xs = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
         rect = (ys >= top.view(-1, 1, 1)) & (ys < (top + eh).view(-1, 1, 1))
         rect = rect & (xs >= left.view(-1, 1, 1)) & (xs < (left + ew).view(-1, 1, 1))
-        return torch.where((rect & on.view(-1, 1, 1))[:, None], float(self.value), x), boxes
+        erase = (rect & on.view(-1, 1, 1))[:, None].to(x.device)
+        return torch.where(erase, float(self.value), x), boxes
 
 
 # RandAugment (Cubuk et al. 2020) with torchvision v2's op list and magnitude bins

@@ -193,3 +193,17 @@ def test_bad_input():
         load_policy("weak")(torch.zeros(2, 1, 8, 8), _g(0))
     with pytest.raises(ValueError, match=r"boxes must be \[N, 4\]"):
         load_policy("weak")(_batch(1, 8, n=2), _g(0), torch.zeros(3, 4))
+
+
+@pytest.mark.parametrize("name", list_policies())
+@pytest.mark.parametrize("channels", [1, 3])
+def test_policies_run_on_another_device(name, channels):
+    """trainer.aug.device=auto: a batch on a non-CPU device (``meta`` stands in for CUDA: any
+    CPU tensor meeting its pixels raises) is augmented there, with the CPU's draws and boxes."""
+    x = torch.randint(0, 256, (16, channels, 32, 32), dtype=torch.uint8)
+    boxes = torch.tensor([[4.0, 4.0, 28.0, 28.0]]).repeat(16, 1)
+    pol = load_policy(name)
+    y_cpu, b_cpu = pol(x, torch.Generator().manual_seed(0), boxes)
+    y_dev, b_dev = pol(x.to("meta"), torch.Generator().manual_seed(0), boxes)
+    assert y_dev.device.type == "meta" and y_dev.shape == y_cpu.shape
+    assert torch.equal(b_dev, b_cpu)  # boxes stay on the CPU and see the same draws
