@@ -1,12 +1,14 @@
 """Batches cut from in-memory uint8 splits, shaped by what the method needs (methods/base.py).
 
-No DataLoader: every split is one uint8 tensor (the decoded-image cache), so a batch is an index
-into it plus per-sample augmentation by named policies (``fer_core/data/augment.py``,
+No DataLoader: every split is one uint8 tensor (the decoded-image cache) or an index view over one
+(``data/base.py``'s ``IndexedImages``), so a batch is an index into it (a gather) plus per-sample
+augmentation by named policies (``fer_core/data/augment.py``,
 ``fer_core/conf/aug/``); this keeps the loader far faster than the model.
 
 Views: a method that declares ``views`` (a list of policy names, e.g. ``[simclr, simclr]``,
 overridable as ``method.views=[weak,strong]``) gets one view per name; otherwise every view uses
-``trainer.aug.policy`` (``auto``: none on SynthFER, ``crop_flip`` on real data). Face boxes follow
+``trainer.aug.policy`` (``auto``: none on SynthFER, ``crop_flip`` on real data), on the CPU or, with
+``trainer.aug.device: auto``, on the trial's device (uint8 batches moved first). Face boxes follow
 every geometric transform of every view. Where they come from: a method whose ``needs`` carries a
 ``box_source`` (``annotated | detector | full``, its ``boxes.source`` knob, e.g. ``ssfer``) gets
 ``data/boxes.py``'s ``face_boxes(split, box_source)``, computed once per split; without one, the
@@ -29,6 +31,9 @@ from fer_core.methods.base import MethodNeeds
 
 
 def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """To ``device``; from pinned host memory when it is CUDA, so the copy is asynchronous."""
+    if device.type == "cuda" and x.device.type == "cpu":
+        x = x.pin_memory()
     return x.to(device, non_blocking=True)
 
 
@@ -75,6 +80,8 @@ class BatchMaker:
     """``make(idx, generator) -> batch dict`` for one training split (see methods/base.py).
 
     Call ``start_epoch(generator)`` before an epoch's first batch (the unlabelled stream's order).
+    ``aug_on_device`` (``trainer.aug.device: auto``): the uint8 images go to ``device`` first and
+    are augmented there (the draws stay on the CPU generator: the same batches as on the CPU).
     """
 
     def __init__(
@@ -87,8 +94,10 @@ class BatchMaker:
         channels_last: bool = False,
         views: Sequence[str] | None = None,
         semi: dict | None = None,
+        aug_on_device: bool = False,
     ) -> None:
         self.ds = train
+        self.aug_on_device = aug_on_device
         self.needs = needs
         self.device = device
         self.policy = resolve_policy(aug["policy"], train.name)
@@ -109,6 +118,10 @@ class BatchMaker:
     def _img(self, x: torch.Tensor) -> torch.Tensor:
         x = _to(x, self.device)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _source(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images where the policies run: the device (aug_on_device) or the CPU."""
+        return _to(images, self.device) if self.aug_on_device else images
 
     def _boxes(self, ds: FERImageSet, idx: torch.Tensor, n_hw: tuple[int, int]) -> torch.Tensor:
         if self.box_source is not None:
@@ -147,7 +160,7 @@ class BatchMaker:
 
     def make(self, idx: torch.Tensor, g: torch.Generator) -> dict:
         ds, needs = self.ds, self.needs
-        images = ds.images[idx]
+        images = self._source(ds.images[idx])
         boxes = self._boxes(ds, idx, images.shape[-2:]) if needs.boxes else None
         views, vboxes = self._views(images, self.views, g, boxes)
         batch: dict = {
@@ -168,7 +181,7 @@ class BatchMaker:
         if needs.unlabelled:
             pool = self.unlabelled
             uidx = self._next_unlabelled(max(1, round(self.u_ratio * len(idx))), g)
-            u = pool.images[uidx]
+            u = self._source(pool.images[uidx])
             ub = self._boxes(pool, uidx, u.shape[-2:]) if needs.boxes else None
             uviews, uboxes = self._views(u, self.u_views, g, ub)
             ubatch: dict = {"views": uviews, "index": _to(uidx, self.device)}
@@ -186,7 +199,7 @@ def eval_batches(
     """Evaluation batches in index order (no augmentation): image, label, index[, true_label]."""
     for s in range(0, len(ds), batch_size):
         idx = torch.arange(s, min(s + batch_size, len(ds)))
-        x = _to(normalize(ds.images[idx]), device)
+        x = normalize(_to(ds.images[idx], device))  # uint8 over the bus, 4x fewer bytes
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         b = {"image": x, "label": _to(ds.labels[idx], device), "index": _to(idx, device)}

@@ -410,6 +410,8 @@ class TrainerSettings:
     device: str
     precision: str
     channels_last: Any
+    compile: bool
+    compile_backend: str
     grad_clip: float | None
     ema: float | None
     eval_every: int
@@ -430,6 +432,7 @@ class TrainerSettings:
 
 
 PROTOCOLS = ("finetune", "linear", "semi", "transfer", "kfold")
+AUG_DEVICES = ("cpu", "auto")  # trainer.aug.device
 
 
 def trainer_settings(trainer: dict) -> TrainerSettings:
@@ -444,6 +447,18 @@ def trainer_settings(trainer: dict) -> TrainerSettings:
         )
     if s.precision not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"trainer.precision must be auto, fp32 or bf16, got {s.precision!r}")
+    if not isinstance(s.compile, bool):
+        raise ConfigError(f"trainer.compile must be true or false, got {s.compile!r}")
+    if not isinstance(s.compile_backend, str) or not s.compile_backend:
+        raise ConfigError(
+            f"trainer.compile_backend must be a torch.compile backend name (inductor, eager, "
+            f"aot_eager, ...), got {s.compile_backend!r}"
+        )
+    if (s.aug or {}).get("device") not in AUG_DEVICES:
+        raise ConfigError(
+            f"trainer.aug.device must be one of {', '.join(AUG_DEVICES)}, got "
+            f"{(s.aug or {}).get('device')!r}"
+        )
     from fer_core.engine.metrics import check_unseen_threshold
 
     try:

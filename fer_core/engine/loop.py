@@ -3,7 +3,8 @@
 ``engine/recipe.py`` (above this module) prepares each stage of a recipe (method, data, protocol,
 hand-off, cache) and runs it here. A stage trains one method (``methods/base.py``): batches from
 ``engine/batches.py``, timm optimiser + per-update schedule, optional weight EMA (timm
-ModelEmaV3), bf16 autocast on CUDA, evaluation with torchmetrics, TensorBoard + ``metrics.json``
+ModelEmaV3), bf16 autocast on CUDA, ``trainer.compile`` (torch.compile of the backbone's
+blocks), augmentation on the device (``trainer.aug.device``), evaluation with torchmetrics, TensorBoard + ``metrics.json``
 (``engine/logging.py``), ``checkpoints/last.pt`` every epoch and ``best.pt`` at the best value of
 the selection metric (``trainer.select_metric``, or the method's ``selection_metric``); ``test/*``
 come once from the best checkpoint. Randomness is re-derived from (seed, stage, epoch) at every
@@ -101,7 +102,7 @@ class StageTrainer:
         train = self.train_set
         self.batches = BatchMaker(
             train, self.needs, s.aug, self.device, plan.unlabelled, self.channels_last,
-            views=self.method.views, semi=s.semi,
+            views=self.method.views, semi=s.semi, aug_on_device=s.aug["device"] == "auto",
         )  # fmt: skip
         bs = int(s.batch_size)
         self.drop_last = len(train) >= bs
@@ -116,6 +117,8 @@ class StageTrainer:
         self.opt = build.build_optimizer(self.scfg["optim"], self.scfg["sched"], self.method)
         self.sched = build.build_scheduler(self.scfg["sched"], self.opt, s.epochs, self.steps)
         self.ema = make_ema(self.method, s.ema)
+        if s.compile:  # after the EMA's deep copy: the copy stays plain (it only evaluates)
+            compile_backbones(self.method, s.compile_backend)
         self.start_epoch, self.best = 0, {"value": -math.inf, "epoch": -1}
         if self.state is not None:
             st = self.state
@@ -280,6 +283,29 @@ class StageTrainer:
         self.logger.confusion("test/confusion", cm, names, step)
         test["best_epoch"] = float(self.best["epoch"])
         return test
+
+
+def compile_backbones(method: torch.nn.Module, backend: str) -> int:
+    """``trainer.compile``: ``nn.Module.compile`` (in place, so state-dict keys, checkpoints and
+    resume are unchanged) on each block of every backbone's timm model, one by one (a ViT's
+    blocks, a ResNet's layers' blocks), so ``features(x, stages=True)`` runs compiled too.
+    Without a backbone the whole method's ``forward`` is compiled. Returns the number compiled."""
+    from fer_core.models.backbones import Backbone
+
+    n = 0
+    for m in method.modules():
+        if not isinstance(m, Backbone):
+            continue
+        for child in m.model.children():
+            seq = isinstance(child, (torch.nn.Sequential, torch.nn.ModuleList))
+            for part in list(child.children()) if seq else [child]:
+                if any(True for _ in part.parameters()):
+                    part.compile(backend=backend)
+                    n += 1
+    if n == 0:
+        method.compile(backend=backend)
+        n = 1
+    return n
 
 
 def hparam_dict(scfg: dict) -> dict[str, Any]:

@@ -1,0 +1,68 @@
+"""GPU-ready trainer knobs on the CPU: trainer.compile (eager backend: no code generation) and
+trainer.aug.device=auto (augmentation where the batch lives), each with exact resume."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from conftest import TINY
+
+from fer_core.engine import build
+from fer_core.engine.build import ConfigError, compose, stage_configs
+from fer_core.engine.checkpoint import load_checkpoint
+from fer_core.engine.loop import compile_backbones
+from fer_core.engine.recipe import run_stages
+
+KNOBS = ["trainer.compile=true", "trainer.compile_backend=eager", "trainer.aug.device=auto",
+         "trainer.aug.policy=crop_flip", "trainer.epochs=2"]  # fmt: skip
+
+
+def _stages(*extra):
+    return stage_configs(compose([*TINY, *extra]))
+
+
+def test_compile_keeps_the_weights_and_the_outputs():
+    (_, scfg), = _stages()  # fmt: skip
+    backbone = build.build_backbone(scfg["model"], img_size=32, in_chans=1)
+    x = torch.randn(4, 1, 32, 32)
+    keys, want = list(backbone.state_dict()), backbone.pooled(x)
+    assert compile_backbones(backbone, "eager") >= 3  # patch embedding, the block, the norm
+    assert list(backbone.state_dict()) == keys  # checkpoints are unchanged
+    assert torch.allclose(backbone.pooled(x), want, atol=1e-6)
+
+
+def test_compile_and_device_aug_train_and_resume_exactly(splits, tmp_path):
+    stages = _stages(*KNOBS)
+    calls, saved = [], tmp_path / "epoch0"
+
+    def keep_first(stage, epoch, metrics, ckpt_dir):
+        calls.append(metrics)
+        if epoch == 0:  # the checkpoint a run stopped after its first epoch would leave
+            saved.mkdir()
+            shutil.copy(ckpt_dir / "last.pt", saved / "last.pt")
+        return True
+
+    run_stages(stages, tmp_path / "full", keep_first, splits=splits)
+    assert len(calls) == 2 and calls[-1]["train/loss"] > 0
+    assert load_checkpoint(saved)["epoch"] == 0
+    resumed = []
+    run_stages(stages, tmp_path / "b", lambda s, e, m, c: resumed.append(m) or True,
+               resume=saved, splits=splits)  # fmt: skip
+    assert len(resumed) == 1  # the second epoch repeats exactly
+    for k in ("train/loss", "val/acc", "val/uar"):
+        assert resumed[0][k] == pytest.approx(calls[1][k], abs=1e-6), k
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.compile=yes", "trainer.compile' takes a bool"),
+        ("trainer.aug.device=gpu", "trainer.aug.device must be one of cpu, auto, got 'gpu'"),
+    ],
+)
+def test_bad_knobs_name_the_knob(override, message):
+    with pytest.raises(ConfigError, match=message):
+        (_, scfg), = _stages(override)  # fmt: skip
+        build.trainer_settings(scfg["trainer"])
