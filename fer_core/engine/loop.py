@@ -248,11 +248,15 @@ class StageTrainer:
                 for tag, img in self.method.log_images(first).items():
                     self.logger.image(tag, img, step)
             self._last_state = self._state(epoch)
-            if (epoch + 1) % max(1, int(s.save_every)) == 0 or last:
+            saved = (epoch + 1) % max(1, int(s.save_every)) == 0 or last
+            if saved:
                 save_checkpoint(self._last_state, ckpt_dir / LAST)
+            # the callback gets the checkpoint dir only when this epoch wrote last.pt (Ray Tune
+            # then copies a checkpoint every trainer.save_every epochs, not every epoch)
             if (
                 self.callback is not None
-                and self.callback(self.name, epoch, dict(metrics), ckpt_dir) is False
+                and self.callback(self.name, epoch, dict(metrics), ckpt_dir if saved else None)
+                is False
             ):
                 stopped = True
                 break

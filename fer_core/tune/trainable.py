@@ -7,7 +7,10 @@ A train function has the signature of the trainer's entry point (API.md, engine)
 
 ``train_recipe`` (the real path) composes the Hydra config and calls ``run_recipe``; the trainable
 reports every epoch of the last stage to Ray Tune through the trainer's ``on_epoch_end`` callback
-(no second training loop), with the epoch's checkpoint, so ASHA/median stopping and restore work.
+(no second training loop), so ASHA/median stopping and restore work. A report carries a Tune
+checkpoint only on the epochs whose ``last.pt`` the trainer wrote (every ``trainer.save_every``
+epochs and the last; the callback gets ``checkpoint_dir=None`` on the others): Tune copies only
+what resume needs, with no second knob.
 ``synthetic_train`` is a deterministic stand-in with a known optimum and a configurable epoch time
 for the Ray/Optuna plumbing tests and the overhead benchmark.
 
@@ -172,11 +175,12 @@ def synthetic_train(
 ) -> dict[str, float]:
     """A fake trainer with a known answer (tests, benchmarks; no torch).
 
-    Knobs (trainer overrides): ``trainer.epochs`` (3), ``trainer.seed``, ``synthetic.epoch_s``
+    Knobs (trainer overrides): ``trainer.epochs`` (3), ``trainer.seed``, ``trainer.save_every``
+    (1: write ``checkpoints/last.pt`` every N epochs and after the last), ``synthetic.epoch_s``
     (sleep per epoch, 0), ``synthetic.fail`` (raise at that epoch), ``synthetic.nan`` (NaN loss at
     that epoch). ``val/acc`` rises toward ``0.9 - sum((x - 0.5)^2)`` over the numeric knobs named
     ``synthetic.x*`` (and ``row`` settings), plus a seed-dependent offset of +-0.005.
-    Writes ``checkpoints/last.pt`` (JSON) every epoch and resumes from it, ``nodes.jsonl`` (one
+    Writes ``checkpoints/last.pt`` (JSON) and resumes from it, ``nodes.jsonl`` (one
     line per start: Ray node id, raylet pid) and ``synthetic.json`` (start/end time,
     ``CUDA_VISIBLE_DEVICES``, node id) at the end.
     """
@@ -188,6 +192,7 @@ def synthetic_train(
     epoch_s = float(kv.get("synthetic.epoch_s", 0))
     fail_at = int(kv.get("synthetic.fail", -1))
     nan_at = int(kv.get("synthetic.nan", -1))
+    save_every = max(1, int(kv.get("trainer.save_every", 1)))
     xs = [float(v) for k, v in kv.items() if k.startswith("synthetic.x")]
     peak = 0.9 - sum((x - 0.5) ** 2 for x in xs) + 0.005 * math.sin(seed + 1)
     ckpt_dir = Path(trial_dir) / "checkpoints"
@@ -206,9 +211,14 @@ def synthetic_train(
         acc = peak * (1 - math.exp(-(epoch + 1) / 1.5))
         loss = float("nan") if epoch == nan_at else 1.0 - acc
         metrics = {"train/loss": loss, "val/acc": acc, "val/uar": acc - 0.01}
-        (ckpt_dir / "last.pt").write_text(json.dumps({"epoch": epoch, "metrics": metrics}))
+        saved = (epoch + 1) % save_every == 0 or epoch == epochs - 1
+        if saved:
+            (ckpt_dir / "last.pt").write_text(json.dumps({"epoch": epoch, "metrics": metrics}))
         if not on_epoch_end(
-            "train", epoch, {**metrics, FINAL_EPOCH: epoch == epochs - 1}, ckpt_dir
+            "train",
+            epoch,
+            {**metrics, FINAL_EPOCH: epoch == epochs - 1},
+            ckpt_dir if saved else None,
         ):
             break
     (Path(trial_dir) / "synthetic.json").write_text(
