@@ -24,6 +24,10 @@ SHRINK_DECODER = {"depth": 1, "layers": 1, "dim": 32, "heads": 2}
 # self-supervised heads and queues (methods/ssl.py; 64 instead of 4096 wide heads and a 65536-key
 # queue: 5x faster): only the keys the method's group has are set
 SHRINK_SSL = {"proj.hidden_dim": 64, "proj.dim": 32, "pred.hidden_dim": 64, "queue_size": 64}
+# SimFLE's FFL branch (methods/simfle.py): FaceMAE is a ViT-B/16 at 112 px by default (150 s here);
+# its CPU ViT on the 32-px test images, and its GFL / distillation heads 64 wide
+SHRINK_FFL = {"ffl.encoder": "vit_tiny_cpu", "ffl.img_size": 32, "ffl.patch": 8,
+              "proj.hidden_dim": 64, "pred.hidden_dim": 64, "distil.hidden_dim": 64}  # fmt: skip
 
 
 def _set(n: int, seed: int) -> FERImageSet:
@@ -55,6 +59,8 @@ def _overrides(name: str) -> list[str]:
         over += [
             f"method.{k}={v}" for k, v in SHRINK_SSL.items() if OmegaConf.select(base.method, k)
         ]
+    if "ffl" in base.method:
+        over += [f"method.{k}={v}" for k, v in SHRINK_FFL.items()]
     return over
 
 
