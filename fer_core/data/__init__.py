@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 
-from fer_core.data import affectnet, ferplus, folder, rafdb, sfew, synthfer_dataset  # noqa: F401 (registers)
+from fer_core.data import affectnet, faces, ferplus, folder, rafdb, sfew, synthfer_dataset  # noqa: F401 (registers)
 from fer_core.data._registry import DATASETS, LAYOUTS
 from fer_core.data.base import (
     CLASS_NAMES,
@@ -19,6 +19,7 @@ from fer_core.data.base import (
     class_names,
     reduce_class,
 )
+from fer_core.data.noise import apply_label_noise, check_label_noise
 
 __all__ = [
     "CLASS_NAMES",
@@ -40,8 +41,9 @@ def list_datasets() -> list[str]:
 
 
 # Keys every dataset takes (``build_splits`` applies them after the builder): 003 Table III's
-# unseen class, ``data.drop_class`` keeps ``data.keep_fraction`` of that class's training samples.
-COMMON_KWARGS: dict[str, object] = {"drop_class": None, "keep_fraction": 0.0}
+# unseen class, ``data.drop_class`` keeps ``data.keep_fraction`` of that class's training samples;
+# 004 Table 8's ``data.label_noise`` flips that fraction of the training labels (data/noise.py).
+COMMON_KWARGS: dict[str, object] = {"drop_class": None, "keep_fraction": 0.0, "label_noise": 0.0}
 
 
 def dataset_kwargs(name: str) -> dict[str, object]:
@@ -64,10 +66,12 @@ def build_splits(name: str, **kwargs) -> DataSplits:
             f"unknown data key(s) {', '.join(bad)} for dataset {name!r}; allowed: {', '.join(allowed)}"
         )
     common = {k: kwargs.pop(k, v) for k, v in COMMON_KWARGS.items()}
+    check_label_noise(common["label_noise"])  # before the (possibly long) build
     splits = fn(**kwargs)
-    return reduce_class(
+    splits = reduce_class(
         splits, common["drop_class"], common["keep_fraction"], kwargs.get("seed", 0)
     )
+    return apply_label_noise(splits, common["label_noise"], kwargs.get("seed", 0))
 
 
 def prepare(name: str, **kwargs) -> str:

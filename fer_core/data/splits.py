@@ -47,25 +47,68 @@ def label_fraction_indices(
     fraction: float | None = None,
     per_class: int | None = None,
     seed: int = 0,
+    total: int | None = None,
 ) -> torch.Tensor:
-    """Indices of the labelled subset for semi-supervised runs (SSFER ``labels.fraction`` /
-    ``labels.per_class``), stratified and seeded; the rest is the unlabelled pool.
+    """Indices of the labelled subset for semi-supervised runs (``trainer.semi.fraction`` /
+    ``.per_class`` / ``.total``; 004 Tables 10, 3 and 4), stratified and seeded; the rest is the
+    unlabelled pool. The draw depends on the labels and the seed only, so every method of a study
+    gets the same labelled images for one seed.
 
-    Give exactly one of ``fraction`` (in (0, 1], of every class, at least one sample per class)
-    or ``per_class`` (>= 1; a class with fewer samples gives all it has). Subsets are nested: for
-    the same seed a smaller fraction is a subset of a larger one.
+    Give exactly one of ``fraction`` (in (0, 1], of every class, at least one sample per class),
+    ``per_class`` (an integer in 1..the smallest class's count: exactly that many of every class)
+    or ``total`` (an integer in 1..N: exactly ``total`` images, shared out in proportion to the
+    class sizes by largest remainder, ties to the lower class index). Subsets are nested: for the
+    same seed a smaller budget of the same kind is a subset of a larger one. Label -1 (no hard
+    label) is a stratum of its own and never counts as the smallest class.
     """
-    if (fraction is None) == (per_class is None):
-        raise ValueError("give exactly one of labels.fraction or labels.per_class")
+    given = [k for k, v in (("fraction", fraction), ("per_class", per_class), ("total", total))
+             if v is not None]  # fmt: skip
+    if len(given) != 1:
+        raise ValueError(
+            "give exactly one of trainer.semi.fraction, trainer.semi.per_class or "
+            f"trainer.semi.total, got {', '.join(given) or 'none'}"
+        )
+    strata = _strata(labels)
+    labels = torch.as_tensor(labels, dtype=torch.long)
     if fraction is not None and not 0.0 < fraction <= 1.0:
-        raise ValueError(f"labels.fraction must be in (0, 1], got {fraction!r}")
-    if per_class is not None and (not isinstance(per_class, int) or per_class < 1):
-        raise ValueError(f"labels.per_class must be an integer >= 1, got {per_class!r}")
+        raise ValueError(f"trainer.semi.fraction must be in (0, 1], got {fraction!r}")
+    if per_class is not None:
+        counts = torch.bincount(labels[labels >= 0])
+        smallest = int(counts[counts > 0].min()) if bool((counts > 0).any()) else 0
+        if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+            raise ValueError(
+                f"trainer.semi.per_class must be an integer in 1..{smallest} (the smallest "
+                f"class's count), got {per_class!r}"
+            )
+        if per_class > smallest:
+            raise ValueError(
+                f"trainer.semi.per_class={per_class} is above the smallest class's count "
+                f"({smallest} training images); allowed: 1..{smallest}"
+            )
+    sizes = torch.tensor([idx.numel() for idx in strata])
+    if total is not None:
+        n = int(sizes.sum())
+        if isinstance(total, bool) or not isinstance(total, int) or not 1 <= total <= n:
+            raise ValueError(
+                f"trainer.semi.total must be an integer in 1..{n} (the training images), "
+                f"got {total!r}"
+            )
+        share = sizes.double() * total / n
+        take = share.floor().long()
+        left = total - int(take.sum())
+        order = sorted(range(len(strata)), key=lambda i: (-(share[i] - take[i]).item(), i))
+        for i in order[:left]:
+            take[i] += 1
     g = _gen(seed)
     out = []
-    for idx in _strata(labels):
+    for i, idx in enumerate(strata):
         n = idx.numel()
-        k = min(n, per_class) if per_class is not None else min(n, max(1, math.ceil(n * fraction)))
+        if per_class is not None:
+            k = min(n, per_class)
+        elif total is not None:
+            k = int(take[i])
+        else:
+            k = min(n, max(1, math.ceil(n * fraction)))
         out.append(idx[torch.randperm(n, generator=g)][:k])
     return torch.cat(out).sort().values
 

@@ -185,6 +185,8 @@ class BatchMaker:
             ub = self._boxes(pool, uidx, u.shape[-2:]) if needs.boxes else None
             uviews, uboxes = self._views(u, self.u_views, g, ub)
             ubatch: dict = {"views": uviews, "index": _to(uidx, self.device)}
+            if pool.true_labels is not None:  # SynthFER: for pseudo-label accuracy, never a loss
+                ubatch["true_label"] = _to(pool.true_labels[uidx], self.device)
             if needs.boxes:
                 ubatch["boxes"] = uboxes
             if len(set(self.u_views)) == len(self.u_views):  # by name, e.g. "weak", "strong"

@@ -293,7 +293,7 @@ def build_data(data: dict):
     from fer_core.data import build_splits
 
     name, kw = data_spec(data)
-    if name != "synthfer" and kw.get("root") is None:
+    if name not in ("synthfer", "faces") and kw.get("root") is None:  # faces: a SynthFER draw
         raise ConfigError(
             f"data.root is required for dataset {name!r} (data={name} data.root=PATH)"
         )

@@ -117,7 +117,7 @@ def parse_recipe(name: str, data: Any, where: str = "") -> Recipe:
             raise _error(
                 f"{at}: protocol {protocol!r} is not allowed; allowed: {', '.join(PROTOCOLS)}"
             )
-        sets = _settings(raw.get("set"), at, f"stages.{sname}.method.<key>")
+        sets = _settings(raw.get("set"), at, f"stages.{sname}.method.<key>", own_method=True)
         init = raw.get("init_from")
         init_from = None
         if init is not None:
@@ -148,19 +148,24 @@ def linear_without_backbone(at: str, first: bool) -> str:
     )
 
 
-def _settings(sets: Any, at: str, method_hint: str) -> dict[str, Any]:
-    """``set``: knobs in override form (``group: option`` or ``group.key: value``)."""
+def _settings(sets: Any, at: str, method_hint: str, own_method: bool = False) -> dict[str, Any]:
+    """``set``: knobs in override form (``group: option`` or ``group.key: value``). A stage's own
+    ``set`` (``own_method``) may also set knobs of the method it names (``method.<key>``, e.g.
+    ``method.ema.enabled: true`` for SSFER's EMA-teacher stage), never the method itself."""
     from fer_core.engine.build import GROUPS
 
+    def bad_key(k: str) -> bool:
+        group = k.split(".")[0]
+        if group == "method":
+            return not (own_method and "." in k)
+        return group not in GROUPS
+
     sets = sets or {}
-    bad = (
-        [k for k in map(str, sets) if k.split(".")[0] not in GROUPS or k.split(".")[0] == "method"]
-        if isinstance(sets, dict)
-        else [sets]
-    )
+    bad = [k for k in map(str, sets) if bad_key(k)] if isinstance(sets, dict) else [sets]
     if bad or "trainer.protocol" in sets:
+        own = " and method.<key> (its own method's knobs)" if own_method else ""
         raise _error(
-            f"{at}: set may hold knobs of {', '.join(g for g in GROUPS if g != 'method')} "
+            f"{at}: set may hold knobs of {', '.join(g for g in GROUPS if g != 'method')}{own} "
             f"except trainer.protocol (a stage names its method and protocol; method knobs go "
             f"through {method_hint}=...), got {bad or ['trainer.protocol']}"
         )

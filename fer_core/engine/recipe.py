@@ -14,14 +14,17 @@ that turns a composed config into prepared stages:
   (inside the config) the seed, so a sweep over a last-stage knob runs each earlier stage once per
   seed, across trials and studies.
 - **Protocols** (``trainer.protocol``): ``finetune`` (everything trains), ``linear`` (frozen
-  backbone and BatchNorm statistics; only the rest trains), ``semi`` (``trainer.semi.fraction`` or
-  ``per_class`` labelled, the rest handed to the method as unlabelled), ``transfer``
+  backbone and BatchNorm statistics; only the rest trains), ``semi`` (``trainer.semi.fraction``,
+  ``per_class`` or ``total`` labelled, stratified and seeded by ``trainer.seed``, the rest handed
+  to the method as unlabelled; 004 Tables 10, 3, 4), ``transfer``
   (``trainer.init``: the backbone of another run's checkpoint) and ``kfold`` (train+val pooled into
   ``trainer.kfold.k`` stratified folds, 004 Table 5: fold i trains on the rest, a seeded stratified
   ``trainer.kfold.val_fraction`` of it (null: ``data.val_fraction``) validates, and tests on fold
   i; ``test/*`` are the mean over folds and ``test/*_std`` the standard deviation, ddof=1; fold
   runs live in ``run_dir/fold_<i>``; set on the last stage of a recipe, every stage runs per fold;
-  a resumed run keeps finished folds and continues the interrupted one).
+  a resumed run keeps finished folds and continues the interrupted one; ``trainer.kfold.protocol``
+  says how the last stage trains inside a fold: ``finetune`` or ``semi``, the label budget of
+  ``trainer.semi.*`` drawn from the fold's training part, as 004 Table 5's SSFER-5/10/25 %).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from fer_core.methods.base import Method, MethodInfo
 __all__ = [
     "RunResult",
     "check_handoffs",
+    "check_stage_data",
     "check_kfold",
     "kfold_settings",
     "kfold_splits",
@@ -95,12 +99,19 @@ def stage_data(splits: DataSplits, s: TrainerSettings) -> StageData:
     train, unlabelled = splits.train, None
     if s.protocol == "semi":
         semi = s.semi or {}
-        idx = label_fraction_indices(
-            train.labels,
-            fraction=None if semi.get("per_class") else semi.get("fraction"),
-            per_class=semi.get("per_class"),
-            seed=s.seed,
-        )
+        per_class, total = semi.get("per_class"), semi.get("total")
+        if per_class is not None and total is not None:
+            raise ConfigError(
+                f"trainer.semi.per_class={per_class} and trainer.semi.total={total} are both set; "
+                "set one (or neither: trainer.semi.fraction)"
+            )
+        fraction = semi.get("fraction") if per_class is None and total is None else None
+        try:  # the draw depends on the labels and trainer.seed only: the same for every method
+            idx = label_fraction_indices(
+                train.labels, fraction=fraction, per_class=per_class, seed=s.seed, total=total
+            )
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
         rest = torch.ones(len(train), dtype=torch.bool)
         rest[idx] = False
         train, unlabelled = train.subset(idx), train.subset(torch.nonzero(rest).flatten())
@@ -142,6 +153,46 @@ def freeze_for_protocol(method: Method, s: TrainerSettings) -> bool:
     for p in method.backbone.parameters():
         p.requires_grad_(False)
     return True
+
+
+def own_data(scfg: dict) -> bool:
+    """A stage on ``data=faces`` (unlabelled face images) keeps its data when ``run_stages`` is
+    given the splits of a FER dataset (k-fold folds, tests): the folds split the FER dataset, and
+    the face images' stage is cached once per seed, not per fold."""
+    return str(scfg.get("data", {}).get("name")) == "faces"
+
+
+def check_stage_data(
+    stages: list[tuple[str, dict]], methods: dict[str, Method], datas: list[StageData]
+) -> None:
+    """Before training: ``data=faces`` only in label-free stages, and a stage whose method needs
+    unlabelled samples has some left (``trainer.semi.*`` did not label the whole training split)."""
+    shapes = {n: tuple(d.train.images.shape[1:]) for (n, _), d in zip(stages, datas)}
+    for (name, scfg), data in zip(stages, datas):
+        method = methods[name]
+        init = scfg.get("init_from")
+        if init and init["stage"] in shapes and shapes[init["stage"]] != shapes[name]:
+            (c0, s0, _), (c1, s1, _) = shapes[init["stage"]], shapes[name]
+            raise ConfigError(
+                f"stage {name!r} takes {', '.join(init['parts'])} from stage {init['stage']!r}, "
+                f"whose images are {c0} x {s0} px (data.channels x data.img_size), but its own are "
+                f"{c1} x {s1} px; set the same data.channels and data.img_size for both stages "
+                f"(e.g. stages.{init['stage']}.data.channels={c1})"
+            )
+        if own_data(scfg) and method.needs.labels:
+            raise ConfigError(
+                f"stage {name!r}: data=faces has no labels, but method {method.method_name!r} "
+                "needs them; use data=faces in label-free stages only (e.g. mae, maskfeat: "
+                "stages.pretrain.data=faces) and a FER dataset here"
+            )
+        if method.needs.unlabelled and data.unlabelled is not None and len(data.unlabelled) == 0:
+            semi = build.trainer_settings(scfg["trainer"]).semi
+            raise ConfigError(
+                f"stage {name!r}: method {method.method_name!r} trains on unlabelled samples, but "
+                f"trainer.semi (fraction={semi.get('fraction')}, per_class={semi.get('per_class')}, "
+                f"total={semi.get('total')}) labels all {len(data.train)} training images; "
+                "allowed: a fraction below 1, or a per_class / total that leaves images unlabelled"
+            )
 
 
 def check_handoffs(stages: list[tuple[str, dict]], methods: dict[str, Method]) -> None:
@@ -196,7 +247,7 @@ def run_stages(
     split_memo: dict[str, DataSplits] = {}
 
     def splits_of(scfg: dict) -> DataSplits:
-        if splits is not None:
+        if splits is not None and not own_data(scfg):
             return splits
         key = json.dumps(scfg["data"], sort_keys=True, default=str)
         if key not in split_memo:
@@ -205,10 +256,11 @@ def run_stages(
 
     datas = [stage_data(splits_of(scfg), s) for (_, scfg), s in zip(stages, settings)]
     # Build every method once before any training: knob errors and hand-off parts fail early.
-    check_handoffs(
-        stages,
-        {n: build_stage_method(scfg, d, s) for (n, scfg), d, s in zip(stages, datas, settings)},
-    )
+    methods = {
+        n: build_stage_method(scfg, d, s) for (n, scfg), d, s in zip(stages, datas, settings)
+    }
+    check_stage_data(stages, methods, datas)
+    check_handoffs(stages, methods)
 
     ckpt = load_checkpoint(resume) if resume else None
     logger = RunLogger(run_dir, history=ckpt["history"] if ckpt else None)
@@ -220,7 +272,7 @@ def run_stages(
     try:
         for i, (name, scfg) in enumerate(stages):
             s, data = settings[i], datas[i]
-            tag = data_tag or data.splits.data_hash or ""
+            tag = (data_tag if not own_data(scfg) else "") or data.splits.data_hash or ""
             key = stage_key(scfg, prev_key, tag)
             if ckpt is not None and i < int(ckpt["stage_index"]):
                 prev_key, step_offset = key, step_offset + int(s.epochs)
@@ -293,6 +345,7 @@ class KFoldSettings:
     k: int
     val_fraction: float
     seed: int
+    protocol: str = "finetune"  # how each fold's last stage trains (trainer.kfold.protocol)
 
 
 def kfold_settings(stages: list[tuple[str, dict]]) -> KFoldSettings:
@@ -319,7 +372,25 @@ def kfold_settings(stages: list[tuple[str, dict]]) -> KFoldSettings:
             f"trainer.kfold.val_fraction={vf!r} is not allowed; use a number in [0, 1) "
             "(0: select on the test fold) or null (data.val_fraction)"
         )
-    return KFoldSettings(k=k, val_fraction=float(vf), seed=int(last.seed))
+    protocol = kf.get("protocol", "finetune")
+    if protocol not in KFOLD_PROTOCOLS:
+        raise ConfigError(
+            f"trainer.kfold.protocol={protocol!r} is not allowed; use one of "
+            f"{', '.join(KFOLD_PROTOCOLS)} (semi: trainer.semi.* of each fold's training part "
+            "labelled, the rest unlabelled, 004 Table 5)"
+        )
+    return KFoldSettings(k=k, val_fraction=float(vf), seed=int(last.seed), protocol=protocol)
+
+
+# how the last stage trains inside each fold (its own protocol is kfold)
+KFOLD_PROTOCOLS = ("finetune", "semi")
+
+
+def fold_stages(stages: list[tuple[str, dict]], protocol: str) -> list[tuple[str, dict]]:
+    """The stages one fold runs: the last stage's ``kfold`` protocol becomes ``protocol``."""
+    name, scfg = stages[-1]
+    last = {**scfg, "trainer": {**scfg["trainer"], "protocol": protocol}}
+    return [*stages[:-1], (name, last)]
 
 
 def check_kfold(pool_labels: torch.Tensor, k: int, num_classes: int | None = None) -> None:
@@ -430,7 +501,14 @@ def run_kfold(
             fold_resume = root / f"fold_{i}" / "checkpoints"
         tag = f"{splits.data_hash}-kfold{kf.k}-{kf.val_fraction:g}-{i}-{kf.seed}"
         results.append(
-            run_stages(stages, run_dir / f"fold_{i}", cb, fold_resume, fold, data_tag=tag)
+            run_stages(
+                fold_stages(stages, kf.protocol),
+                run_dir / f"fold_{i}",
+                cb,
+                fold_resume,
+                fold,
+                data_tag=tag,
+            )  # fmt: skip
         )
         if results[-1].stopped:
             break

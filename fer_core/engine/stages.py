@@ -36,10 +36,25 @@ class StageStopped(Exception):
     """The epoch callback stopped a stage (nothing is cached)."""
 
 
+# knobs a stage ignores unless it uses them: the label budget outside protocol=semi, the folds
+# outside protocol=kfold, and the label knobs and split sizes of unlabelled face images (data=faces)
+_SEMI_BUDGET = ("fraction", "per_class", "total")
+_FACES_IGNORE = ("label_noise", "drop_class", "keep_fraction", "n_val", "n_test", "val_fraction")
+
+
 def stage_key(stage_cfg: dict, previous_key: str, data_tag: str = "") -> str:
     cfg = json.loads(json.dumps(stage_cfg))
+    trainer = cfg.get("trainer", {})
     for k in _BOOKKEEPING:
-        cfg.get("trainer", {}).pop(k, None)
+        trainer.pop(k, None)
+    if trainer.get("protocol") != "semi":  # e.g. a sweep over the fraction reuses the MAE stage
+        for k in _SEMI_BUDGET:
+            (trainer.get("semi") or {}).pop(k, None)
+    if trainer.get("protocol") != "kfold":
+        trainer.pop("kfold", None)
+    if (cfg.get("data") or {}).get("name") == "faces":
+        for k in _FACES_IGNORE:
+            cfg["data"].pop(k, None)
     return config_hash({"v": 2, "stage": cfg, "previous": previous_key, "data": data_tag})
 
 

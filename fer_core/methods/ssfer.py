@@ -22,13 +22,36 @@ be 0 for every pair). The boxes follow every geometric augmentation (``engine/ba
 mixes against the first image's label. Logged: ``train/ce`` (``false``), ``train/mix`` (L_v),
 ``train/real`` (L_i + L_j) and ``train/kappa`` (mean kappa) for FaceMix.
 
-The MAE pre-training before this stage is the ``ssfer_finetune`` recipe
-(``fer_core/conf/recipe/ssfer_finetune.yaml``); the EMA-teacher stage comes with the SSFER
-pipeline.
+The EMA-teacher stage (004 Sec. 3.3, Eq. 1-5; ``ema.enabled: true``, the third stage of the
+``ssfer`` recipe): the method owns a *teacher*, a copy of backbone + head that is never trained by
+the optimiser but follows the student after every step, ``theta_t <- m theta_t + (1 - m) theta_s``
+(Eq. 1, ``ema.momentum`` = m; buffers such as BatchNorm statistics are copied). Each batch holds
+labelled images and ``trainer.semi.unlabelled_ratio`` unlabelled ones with a weak and a strong
+view (``trainer.semi.unlabelled_views``, default ``[weak, strong]``: random resized crop + flip,
+then + RandAugment, Sec. 4.2). The teacher (in eval mode) labels the weak views (Eq. 3); a
+pseudo-label with ``max p > conf_threshold`` (tau; strict, Eq. 4) supervises the student on the
+strong view; ``L = L_l + mu L_u`` (Eq. 5) with ``L_l`` the labelled loss of ``facemix.enabled``
+(the preset's third stage sets ``false``: Eq. 2's cross-entropy). The teacher starts as the
+hand-off's model and head (``init_from.parts: [backbone, head]``: it equals the student at the
+first step), or as the handed-on ``teacher`` where an earlier stage had one. Evaluation
+(``val/*``, ``test/*``, the best checkpoint) uses the teacher's current weights
+(``eval_model: teacher``; ``student`` evaluates the student), never a stale copy (the authors'
+code evaluates a stale EMA). This differs from ``trainer.ema`` (``engine/ema.py``), a weight
+average of the whole method kept by the loop for evaluation only: it produces no pseudo-labels and
+does not change training; both can be on at once (then evaluation sees the average of the teacher).
+The paper prints no m, tau or mu; the defaults 0.999, 0.7, 1.0 are the authors' code's (KNOBS.md).
+Logged per epoch: ``semi/mask_rate`` (fraction of unlabelled samples above tau),
+``semi/pseudo_acc`` (the teacher's pseudo-labels against the true class, all unlabelled samples;
+SynthFER, where the pool keeps its true class), ``semi/pseudo_acc_masked`` (the same over the
+samples above tau; 0 when none passed) and ``semi/unlabelled_loss`` (Eq. 4).
+
+The stages before the EMA-teacher one are the ``ssfer_finetune`` recipe (MAE, then FaceMix);
+``ssfer`` (``fer_core/conf/recipe/ssfer.yaml``) runs all three.
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import torch
@@ -45,6 +68,7 @@ from fer_core.losses.facemix import (
     facemix_loss,
     soft_cross_entropy,
 )
+from fer_core.losses.pseudo import check_unit, ema_update_, pseudo_labels, unlabelled_loss
 from fer_core.methods.base import (
     Method,
     MethodNeeds,
@@ -59,6 +83,13 @@ from fer_core.models.heads import ClassifierHead
 # facemix.enabled: true (FaceMix) | false (cross-entropy) | mixup, read as one of these modes. The
 # config group writes the default as the string "true" so that its type check accepts all three.
 ENABLED = {True: "facemix", "true": "facemix", False: "ce", "false": "ce", "mixup": "mixup"}
+EVAL_MODELS = ("teacher", "student")
+SEMI_METRICS = (
+    "semi/mask_rate",
+    "semi/pseudo_acc",
+    "semi/pseudo_acc_masked",
+    "semi/unlabelled_loss",
+)
 
 
 def enabled_mode(enabled: bool | str) -> str:
@@ -86,9 +117,27 @@ class SSFER(Method):
         facemix_loss: str = "L4",
         facemix_alpha: float = 1.0,
         boxes_source: str = "annotated",
+        ema_enabled: bool = False,
+        ema_momentum: float = 0.999,
+        conf_threshold: float = 0.7,
+        mu: float = 1.0,
+        eval_model: str = "teacher",
         **kwargs,
     ) -> None:
         super().__init__(backbone, num_classes, **kwargs)
+        if not isinstance(ema_enabled, bool):
+            raise ValueError(
+                f"ema.enabled must be true (the EMA-teacher stage) or false, got {ema_enabled!r}"
+            )
+        self.momentum = check_unit("ema.momentum", ema_momentum)
+        self.tau = check_unit("conf_threshold", conf_threshold)
+        if isinstance(mu, bool) or not isinstance(mu, (int, float)) or mu < 0:
+            raise ValueError(f"mu must be a number >= 0 (Eq. 5's weight of L_u), got {mu!r}")
+        if eval_model not in EVAL_MODELS:
+            raise ValueError(
+                f"eval_model must be one of {', '.join(EVAL_MODELS)}, got {eval_model!r}"
+            )
+        self.ema_enabled, self.mu, self.eval_model = ema_enabled, float(mu), eval_model
         self.mode = enabled_mode(facemix_enabled)
         check_kappa(facemix_kappa)
         check_loss_form(facemix_loss)
@@ -109,6 +158,12 @@ class SSFER(Method):
             if boxes_source == "detector":
                 require_detector()
         self.head = ClassifierHead(backbone.num_features, num_classes)
+        if self.ema_enabled:  # Eq. 1's teacher: a copy of the student, trained by EMA only
+            self.teacher = nn.ModuleDict(
+                {"backbone": copy.deepcopy(backbone), "head": copy.deepcopy(self.head)}
+            )
+            self.teacher.requires_grad_(False)
+        self._semi_sums: dict[str, torch.Tensor] = {}
 
     @property
     def uses_boxes(self) -> bool:
@@ -117,18 +172,112 @@ class SSFER(Method):
     @property
     def needs(self) -> MethodNeeds:  # type: ignore[override]
         if self.uses_boxes:
-            return MethodNeeds(boxes=True, box_source=self.box_source)
-        return MethodNeeds()
+            return MethodNeeds(boxes=True, box_source=self.box_source, unlabelled=self.ema_enabled)
+        return MethodNeeds(unlabelled=self.ema_enabled)
 
     @property
     def own_metrics(self) -> tuple[str, ...]:  # type: ignore[override]
         if self.mode == "facemix":
-            return ("train/mix", "train/real", "train/kappa")
-        return ("train/mix",) if self.mode == "mixup" else ("train/ce",)
+            own = ("train/mix", "train/real", "train/kappa")
+        else:
+            own = ("train/mix",) if self.mode == "mixup" else ("train/ce",)
+        return own + SEMI_METRICS if self.ema_enabled else own
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images [N, C, H, W] -> logits [N, num_classes]."""
+        """images [N, C, H, W] -> the student's logits [N, num_classes]."""
         return self.head(self.backbone.pooled(images))
+
+    def teacher_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """images [N, C, H, W] -> the teacher's logits [N, num_classes] (``ema.enabled`` only)."""
+        return self.teacher["head"](self.teacher["backbone"].pooled(images))
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """Evaluation: the teacher's current weights (``eval_model: teacher``) or the student."""
+        if self.ema_enabled and self.eval_model == "teacher":
+            return self.teacher_logits(images)
+        return self(images)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.ema_enabled:  # the teacher labels in eval mode (no dropout, running statistics)
+            self.teacher.eval()
+        return self
+
+    def load_handoff(self, parts: dict[str, dict[str, torch.Tensor]]) -> None:
+        """The earlier stage's parts; without a handed-on ``teacher`` the teacher starts as the
+        handed-on student (backbone + head), so it is the previous stage's model (Eq. 1, t=0)."""
+        super().load_handoff(parts)
+        if self.ema_enabled and "teacher" not in parts:
+            self.teacher["backbone"].load_state_dict(self.backbone.state_dict())
+            self.teacher["head"].load_state_dict(self.head.state_dict())
+
+    def _student_teacher_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        s = list(self.backbone.parameters()) + list(self.head.parameters())
+        t = list(self.teacher["backbone"].parameters()) + list(self.teacher["head"].parameters())
+        return t, s
+
+    @torch.no_grad()
+    def after_optimizer_step(self, ctx: StepContext) -> None:
+        if not self.ema_enabled:
+            return
+        t, s = self._student_teacher_pairs()
+        ema_update_(t, s, self.momentum)  # Eq. 1
+        for mod_t, mod_s in ((self.teacher["backbone"], self.backbone),
+                             (self.teacher["head"], self.head)):  # fmt: skip
+            for bt, bs in zip(mod_t.buffers(), mod_s.buffers()):
+                bt.copy_(bs)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self._semi_sums = {}
+
+    def on_epoch_end(self, epoch: int) -> dict[str, float]:
+        if not self.ema_enabled or not self._semi_sums:
+            return {}
+        c = {k: float(v) for k, v in self._semi_sums.items()}
+        n = max(c["n"], 1.0)
+        out = {
+            "semi/mask_rate": c["masked"] / n,
+            "semi/unlabelled_loss": c["loss"] / max(c["steps"], 1.0),
+        }
+        if c.get("n_true", 0.0) > 0:
+            out["semi/pseudo_acc"] = c["correct"] / c["n_true"]
+            masked_true = c["masked_true"]
+            out["semi/pseudo_acc_masked"] = (
+                c["correct_masked"] / masked_true if masked_true else 0.0
+            )
+        return out
+
+    def _count(self, name: str, value: torch.Tensor | float) -> None:
+        v = torch.as_tensor(value, dtype=torch.float32).detach()
+        self._semi_sums[name] = self._semi_sums.get(name, 0.0) + v
+
+    def _semi_loss(self, u: dict) -> torch.Tensor:
+        """Eq. 3-4 on the unlabelled batch ``u`` (views [weak, strong]); counts the epoch's
+        mask rate and pseudo-label accuracy."""
+        weak, strong = u["views"][0], u["views"][1]
+        with torch.no_grad():
+            probs = self.teacher_logits(weak).float().softmax(dim=1)
+        y_hat, mask = pseudo_labels(probs, self.tau)
+        loss = unlabelled_loss(self(strong), y_hat, mask)
+        self._count("n", mask.numel())
+        self._count("masked", mask.sum())
+        self._count("loss", loss)
+        self._count("steps", 1.0)
+        true = u.get("true_label")
+        if true is not None:
+            ok, known = (y_hat == true), true >= 0
+            self._count("n_true", known.sum())
+            self._count("correct", (ok & known).sum())
+            self._count("masked_true", (mask & known).sum())
+            self._count("correct_masked", (ok & known & mask).sum())
+        return loss
+
+    def training_step(self, batch: dict, ctx: StepContext) -> StepOutput:
+        out = self._labelled_step(batch, ctx)
+        if not self.ema_enabled:
+            return out
+        lu = self._semi_loss(batch["unlabelled"])
+        return StepOutput(loss=out.loss + self.mu * lu, logs=out.logs, logits=out.logits)
 
     def on_train_start(self, ctx: TrainContext) -> None:
         ds = ctx.train_set
@@ -151,7 +300,8 @@ class SSFER(Method):
         unit = (x.detach().float() * STD + MEAN).clamp(0.0, 1.0)  # normalised -> [0, 1]
         return compute_kappa(self.kappa, x_i=unit, x_j=unit[index])
 
-    def training_step(self, batch: dict, ctx: StepContext) -> StepOutput:
+    def _labelled_step(self, batch: dict, ctx: StepContext) -> StepOutput:
+        """The labelled loss of ``facemix.enabled`` (FaceMix, Mixup or Eq. 2's cross-entropy)."""
         x, y = batch["image"], batch["label"]
         if self.mode == "ce":
             logits = self(x)

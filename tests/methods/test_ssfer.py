@@ -158,3 +158,101 @@ def test_ssfer_finetune_recipe_runs_on_synthfer(tmp_path):
     assert "mim/loss" in seen[0][1] and 0.0 < seen[-1][1]["train/kappa"] < 1.0
     assert seen[-1][1]["train/mix"] > 0 and seen[-1][1]["train/real"] > 0
     assert "test/acc_true" in res.metrics
+
+
+# ------------------------------------------------------------------ the EMA-teacher stage (Eq. 1-5)
+def _semi(**kw):
+    torch.manual_seed(0)
+    return _ssfer(ema_enabled=True, facemix_enabled=False, **kw)
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"ema_momentum": 1.5}, r"ema.momentum must be a number in \[0, 1\], got 1.5"),
+        ({"ema_momentum": -0.1}, r"ema.momentum must be a number in \[0, 1\]"),
+        ({"conf_threshold": 1.01}, r"conf_threshold must be a number in \[0, 1\], got 1.01"),
+        ({"conf_threshold": -1}, r"conf_threshold must be a number in \[0, 1\]"),
+        ({"mu": -0.5}, r"mu must be a number >= 0"),
+        ({"eval_model": "ema"}, r"eval_model must be one of teacher, student, got 'ema'"),
+        ({"ema_enabled": "yes"}, r"ema.enabled must be true .* or false, got 'yes'"),
+    ],
+)  # fmt: skip
+def test_bad_teacher_settings_fail_at_build(kw, message):
+    with pytest.raises(ValueError, match=message):
+        _ssfer(**kw)
+
+
+def test_teacher_stage_needs_the_unlabelled_stream_and_logs_semi_metrics():
+    m = _semi()
+    assert m.needs.unlabelled and not _ssfer().needs.unlabelled
+    assert {"semi/mask_rate", "semi/pseudo_acc", "semi/unlabelled_loss"} <= set(
+        m.reported_metrics()
+    )
+    assert "teacher" in m.handoff_parts() and "teacher" not in _ssfer().handoff_parts()
+    assert all(not p.requires_grad for p in m.teacher.parameters())
+
+
+def _semi_batch(n: int = 6, seed: int = 1) -> dict:
+    b = _batch(n, seed)
+    g = torch.Generator().manual_seed(seed + 10)
+    weak, strong = (torch.rand(n, 1, 16, 16, generator=g) * 2 - 1 for _ in range(2))
+    b["unlabelled"] = {"views": [weak, strong], "weak": weak, "strong": strong,
+                       "index": torch.arange(n), "true_label": torch.arange(n) % 3}  # fmt: skip
+    return b
+
+
+def test_teacher_starts_as_the_handed_on_model_and_is_the_ema_of_the_student_after_a_step():
+    stage2 = _ssfer(facemix_enabled=False)
+    m = _semi(ema_momentum=0.9)
+    m.load_handoff({k: v for k, v in stage2.handoff_state().items() if k in ("backbone", "head")})
+    t0 = [p.detach().clone() for p in m.teacher.parameters()]
+    s0 = list(stage2.backbone.parameters()) + list(stage2.head.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(t0, s0))  # Eq. 1 at t = 0: the previous model
+    opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.5)
+    m.train()
+    out = m.training_step(_semi_batch(), _ctx())
+    opt.zero_grad()
+    out.loss.backward()
+    opt.step()
+    m.after_optimizer_step(_ctx())
+    s1 = list(m.backbone.parameters()) + list(m.head.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(s1, s0))  # the student moved
+    for t, a, b in zip(m.teacher.parameters(), t0, s1):  # theta_t = m theta_t + (1 - m) theta_s
+        torch.testing.assert_close(t, 0.9 * a + 0.1 * b.detach())
+    assert m.teacher.training is False  # the teacher labels in eval mode
+
+
+def test_step_is_ce_plus_mu_times_the_masked_pseudo_label_loss():
+    m = _semi(conf_threshold=0.0, mu=0.5).eval()
+    batch = _semi_batch()
+    out = m.training_step(batch, _ctx())
+    u = batch["unlabelled"]
+    with torch.no_grad():
+        y_hat = m.teacher_logits(u["weak"]).argmax(1)  # tau = 0: every softmax max is > 0
+    lu = F.cross_entropy(m(u["strong"]), y_hat)
+    ll = F.cross_entropy(m(batch["image"]), batch["label"])
+    torch.testing.assert_close(out.loss, ll + 0.5 * lu)
+    metrics = m.on_epoch_end(0)
+    assert metrics["semi/mask_rate"] == 1.0
+    assert metrics["semi/pseudo_acc"] == pytest.approx(
+        float((y_hat == u["true_label"]).float().mean())
+    )
+    assert metrics["semi/unlabelled_loss"] == pytest.approx(float(lu))
+    m.on_epoch_start(1)
+    m_all = _semi(conf_threshold=1.0).eval()  # max p > 1 never holds: L_u = 0, mask rate 0
+    out = m_all.training_step(batch, _ctx())
+    torch.testing.assert_close(out.loss, F.cross_entropy(m_all(batch["image"]), batch["label"]))
+    assert m_all.on_epoch_end(0)["semi/mask_rate"] == 0.0
+
+
+def test_evaluation_uses_the_teachers_current_weights_or_the_student():
+    x = _batch()["image"]
+    for eval_model in ("teacher", "student"):
+        m = _semi(eval_model=eval_model).eval()
+        with torch.no_grad():
+            for p in m.teacher.parameters():
+                p.add_(0.1)
+        want = m.teacher_logits(x) if eval_model == "teacher" else m(x)
+        torch.testing.assert_close(m.predict(x), want)
+        assert not torch.allclose(m.teacher_logits(x), m(x))
