@@ -2,12 +2,17 @@
 write an index ``benchmarks/results/run.{json,md}`` with each one's exit status and wall time.
 
 Run: ``OMP_NUM_THREADS=2 .venv/bin/python -m benchmarks.run [--only trainer synthfer]``.
+``bench_memory`` needs a RAF-DB-layout export of 20,000 images (its docstring): set
+``BENCH_MEMORY_ROOT=/path/to/export`` (and ``BENCH_MEMORY_ARGS``, e.g. ``--label after``), else it
+is skipped.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import subprocess
 import sys
 import time
@@ -27,7 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in names:
         t = time.time()
-        rc = subprocess.call([sys.executable, "-m", f"benchmarks.{name}"], cwd=HERE.parent)
+        extra: list[str] = []
+        if name == "bench_memory":
+            root = os.environ.get("BENCH_MEMORY_ROOT")
+            if not root:
+                print("bench_memory skipped: set BENCH_MEMORY_ROOT (see its docstring)", flush=True)
+                continue
+            extra = ["--root", root, *shlex.split(os.environ.get("BENCH_MEMORY_ARGS", ""))]
+        rc = subprocess.call([sys.executable, "-m", f"benchmarks.{name}", *extra], cwd=HERE.parent)
         rows.append({"bench": name, "rc": rc, "wall_s": round(time.time() - t, 1),
                      "results": [str(p.relative_to(HERE.parent)) for p in sorted(RESULTS.glob(f"{name}.*"))]})  # fmt: skip
         print(rows[-1], flush=True)
