@@ -29,6 +29,7 @@ from fer_core.report.collect import (
     val_fraction_zero,
 )
 from fer_core.report.design import expected_keys, sensitivity_x
+from fer_core.report.diagnostics import add_diagnostics
 from fer_core.report.fractions import fraction_factor, fraction_table
 from fer_core.report.plots import Plot, sensitivity_plot
 from fer_core.report.render import to_markdown
@@ -105,9 +106,10 @@ def assemble(runs: Sequence[RunData], source: str = "best") -> Report:
         if kind == "ablation" and fraction_factor(study) is not None:
             tables.append(fraction_table(runs, cells))  # one column per label fraction
         elif kind == "ablation":
-            tables.append(ablation_table(runs, cells))
+            tables.append(add_diagnostics(ablation_table(runs, cells), runs, cells, kind, source))
         else:
-            tables.append(sensitivity_table(runs, cells))
+            table = sensitivity_table(runs, cells)
+            tables.append(add_diagnostics(table, runs, cells, kind, source))
             plot = sensitivity_plot(runs, cells)
             if plot is not None:
                 plots.append(plot)
