@@ -4,8 +4,9 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.install-stamp
 PYTEST_ARGS ?=
+comma   := ,
 
-.PHONY: demo test lint format bench clean install
+.PHONY: demo test lint format bench clean install reports
 
 # Re-install only when the project's metadata changed (the stamp is newer than pyproject.toml).
 $(STAMP): pyproject.toml
@@ -30,6 +31,11 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The measured synth-profile report of every shipped study (or STUDY=name) into reports/<study>/,
+# resuming finished runs in runs/<study>-synth/: hours for all of them on 2 cores.
+reports: $(STAMP)
+	$(BIN)/python -m fer_core.report.curate $(if $(STUDY),$(foreach s,$(subst $(comma), ,$(STUDY)),--study $(s)))
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

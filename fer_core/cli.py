@@ -28,7 +28,7 @@ EPILOG = """examples:
   fer-study train trainer.epochs=3                    train the default recipe on SynthFER
   fer-study run studies/quickstart.yaml               run a study (Ray Tune + Optuna)
   fer-study run studies/pll_threshold.yaml --dry-run  show its trials without running them
-  fer-study report runs/quickstart-synth              write its report under reports/
+  fer-study report runs/quickstart-synth              its report, in runs/quickstart-synth/report/
   fer-study data check rafdb --root /data/RAF-DB      verify a real dataset's layout
 
 Run 'fer-study COMMAND --help' for a command's options."""

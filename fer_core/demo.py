@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--runs-root", default="runs", help="where run directories go (default runs/)")
     ap.add_argument(
-        "--reports", default="reports", help="where reports go (default reports/<study>/)"
+        "--reports",
+        default=None,
+        help="write the report to REPORTS/<study>/ (default: next to the run, RUN_DIR/report/)",
     )
     ap.add_argument(
         "-o",
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     run_dir = Path(args.runs_root) / f"{STUDY}-{PROFILE}"
-    out_dir = Path(args.reports) / STUDY
+    out_dir = Path(args.reports) / STUDY if args.reports else run_dir / "report"
 
     run_args = ["run", str(study_file), "--profile", PROFILE, "--run-dir", str(run_dir)]
     if is_started(run_dir):

@@ -4,7 +4,7 @@ Reports read only result files (``trials.csv``, ``study.yaml``, ``manifest.json`
 storage; INTERFACES.md "Run directory"), never the trainer::
 
     from fer_core.report import build_report
-    build_report(["runs/pll_tau-synth"], formats=["md", "html"])   # -> Path("reports/pll_tau")
+    build_report(["runs/pll_tau-synth"], formats=["md", "html"])   # -> runs/pll_tau-synth/report
     build_report("studies/pll_tau.yaml")                           # every profile's run directory
 
 Modules: ``collect`` (files -> pandas), ``design`` (what a study expects: grid, rows, baseline,
@@ -38,8 +38,12 @@ __all__ = [
 
 
 def default_out_dir(report: Report) -> Path:
-    """``reports/<study>/`` (relative to the working directory)."""
-    return Path("reports") / report.name
+    """Next to the run: ``<run_dir>/report/``; several runs combine into
+    ``<first run's parent>/<a+b>-report/``. (The top-level ``reports/`` is the curated,
+    committed folder of measured reports, written only on purpose with ``--out``.)"""
+    if len(report.runs) == 1:
+        return report.runs[0].run_dir / "report"
+    return report.runs[0].run_dir.parent / f"{report.name}-report"
 
 
 def build_report(
@@ -53,7 +57,7 @@ def build_report(
     """Write the report of ``sources`` (run directories, or one study file) and return its dir.
 
     ``formats``: subset of md, tex, csv, html (plots are always written as PNG and SVG);
-    ``out_dir``: default ``reports/<study>/``; ``source``: ``best`` or ``final`` metric columns;
+    ``out_dir``: default :func:`default_out_dir` (``<run_dir>/report/``); ``source``: ``best`` or ``final`` metric columns;
     ``runs_root``: where a study file's ``runs/<name>-<profile>`` directories live.
     """
     fmts = parse_formats(formats)

@@ -1,4 +1,5 @@
-"""``fer-study report RUN_DIR...|STUDY_FILE [--format md,tex,csv,html] [--out DIR]``."""
+"""``fer-study report RUN_DIR...|STUDY_FILE [--format md,tex,csv,html] [--out DIR]``: written
+next to the run (``RUN_DIR/report/``) unless ``--out`` says otherwise."""
 
 from __future__ import annotations
 
@@ -35,7 +36,11 @@ def make_parser() -> argparse.ArgumentParser:
         default=",".join(FORMATS),
         help=f"comma-separated subset of {','.join(FORMATS)} (default: all; plots always)",
     )
-    parser.add_argument("--out", default=None, help="output directory (default reports/<study>/)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output directory (default: RUN_DIR/report/; several runs: runs/<a+b>-report/)",
+    )
     parser.add_argument(
         "--source",
         choices=("best", "final"),

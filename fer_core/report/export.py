@@ -1,7 +1,7 @@
 """Write a report directory atomically: build everything in a temporary sibling directory, then
 swap it into place, so an interrupted report leaves the previous one intact.
 
-Layout of ``reports/<study>/``::
+Layout of a report directory (by default ``<run_dir>/report/``)::
 
     index.html              (html) self-contained page
     report.md               (md) the whole report, plots linked from plots/
@@ -38,13 +38,15 @@ def parse_formats(formats: str | Iterable[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def write_files(report: Report, root: Path, formats: Iterable[str]) -> None:
-    """Write the report's files under ``root`` (a fresh directory)."""
+def write_files(report: Report, root: Path, formats: Iterable[str], svg: bool = True) -> None:
+    """Write the report's files under ``root`` (a fresh directory); plots as PNG, and SVG
+    unless ``svg`` is False (the curated ``reports/`` keeps PNG only)."""
     formats = list(formats)
     (root / "plots").mkdir(parents=True, exist_ok=True)
     for plot in report.plots:
         (root / "plots" / f"{plot.name}.png").write_bytes(plot.png)
-        (root / "plots" / f"{plot.name}.svg").write_bytes(plot.svg)
+        if svg:
+            (root / "plots" / f"{plot.name}.svg").write_bytes(plot.svg)
     if "tex" in formats or "csv" in formats:
         (root / "tables").mkdir(exist_ok=True)
     for table in report.tables:
@@ -66,7 +68,9 @@ def write_files(report: Report, root: Path, formats: Iterable[str]) -> None:
         (root / "index.html").write_text(to_html_report(report), encoding="utf-8")
 
 
-def write_report_atomic(report: Report, out_dir: str | Path, formats: Iterable[str]) -> Path:
+def write_report_atomic(
+    report: Report, out_dir: str | Path, formats: Iterable[str], svg: bool = True
+) -> Path:
     """Build the report in ``.<name>.tmp-*`` next to ``out_dir`` and swap it in.
 
     The swap renames the old directory aside, renames the new one into place and deletes the old
@@ -78,7 +82,7 @@ def write_report_atomic(report: Report, out_dir: str | Path, formats: Iterable[s
     _restore_interrupted(out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        write_files(report, tmp, formats)
+        write_files(report, tmp, formats, svg=svg)
         os.chmod(tmp, 0o755)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

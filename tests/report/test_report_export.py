@@ -54,14 +54,19 @@ def test_cli_default_out_and_study_file(tmp_path, make_run, monkeypatch, capsys)
     study_file = tmp_path / "studies" / "abl_demo.yaml"
     study_file.write_text(yaml.safe_dump(study))
     assert main([str(study_file), "--format", "md,csv"]) == 0
-    out = tmp_path / "reports" / "abl_demo"
     assert "report written to" in capsys.readouterr().out
+    written = sorted(p.name for p in (tmp_path / "runs").iterdir() if p.name.endswith("-report"))
+    assert len(written) == 1, written
+    out = tmp_path / "runs" / written[0]
+    assert not (tmp_path / "reports").exists()  # the curated reports/ is written only with --out
     md = (out / "report.md").read_text()
     assert "synthfer test/acc" in md and "rafdb test/acc" in md  # both profiles combined
     from fer_core.cli import main as cli_main
 
     assert cli_main(["report", "runs/abl_demo-paper", "--format", "tex", "--out", "one"]) == 0
     assert (tmp_path / "one" / "tables" / "ablation.tex").is_file()
+    assert main(["runs/abl_demo-synth", "--format", "md"]) == 0  # one run: RUN_DIR/report/
+    assert (tmp_path / "runs" / "abl_demo-synth" / "report" / "report.md").is_file()
     assert main(["runs/abl_demo-synth", "--format", "pdf"]) == 2
     assert "--format pdf is not allowed" in capsys.readouterr().err
     assert main(["runs/nothing-here"]) == 2
@@ -72,7 +77,7 @@ def test_interrupted_report_keeps_previous(tmp_path, make_run, monkeypatch):
     out = build_report([run], formats="md", out_dir=tmp_path / "rep")
     before = (out / "report.md").read_text()
 
-    def boom(report, root, formats):
+    def boom(report, root, formats, svg=True):
         (root / "report.md").write_text("half-written")
         raise KeyboardInterrupt
 
