@@ -3,7 +3,7 @@
 ``create_backbone(name, img_size=, in_chans=, pool=, checkpoint=, **timm_kwargs) -> Backbone``;
 ``list_backbones()`` names every registered entry. A :class:`Backbone` exposes what the papers'
 methods need: patch tokens (MAE/MaskFeat/PLL decoders), the class token, a pooled feature
-(``pool: gap|token``, 000 Table IV) and multi-stage maps (003's cross-layer losses).
+(``pool: gap|token|flat``, 000 Table IV; ``flat``: issue 17) and multi-stage maps (003's cross-layer losses).
 
 Shapes: ``x`` [N, C, H, W] -> ``BackboneFeatures(patch [N, L, D], cls [N, D] | None,
 pooled [N, D], stages list[[N, C_j, H_j, W_j]] | None)``. A ResNet's last map [N, D, h, w]
@@ -38,7 +38,7 @@ from torch import nn
 from fer_core.registry import Registry
 
 BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")
-POOLS = ("gap", "token")
+POOLS = ("gap", "token", "flat")
 MODEL_CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "model"
 # keys of a model group that create_backbone / build.build_backbone take themselves
 NOT_ARCHITECTURE = ("name", "pool", "checkpoint", "img_size", "stage_indices")
@@ -80,6 +80,8 @@ class Backbone(nn.Module):
         if kind == "vit":
             if pool == "token" and not getattr(model, "cls_token", None) is not None:
                 raise ValueError("model.pool=token needs a ViT with a class token")
+            if pool == "flat" and not isinstance(getattr(model, "flat_pool", None), nn.Linear):
+                raise ValueError("model.pool=flat needs a ViT built with its flat_pool projection")
             self.patch_size = int(model.patch_embed.patch_size[0])
             self.grid_size = tuple(model.patch_embed.grid_size)
             self.num_prefix_tokens = int(model.num_prefix_tokens)
@@ -100,7 +102,12 @@ class Backbone(nn.Module):
                 tokens, maps = self.model.forward_features(x), None
             patch = tokens[:, self.num_prefix_tokens :]
             cls = tokens[:, 0] if self.model.cls_token is not None else None
-            pooled = cls if self.pool == "token" else patch.mean(dim=1)
+            if self.pool == "token":
+                pooled = cls
+            elif self.pool == "flat":  # where a feature is, not only which: [N, L * D] -> [N, D]
+                pooled = self.model.flat_pool(patch.flatten(1))
+            else:
+                pooled = patch.mean(dim=1)
             return BackboneFeatures(patch=patch, cls=cls, pooled=pooled, stages=maps)
         if stages:
             fmap, maps = self.model.forward_intermediates(x, indices=self.stage_indices)
@@ -155,7 +162,8 @@ class Backbone(nn.Module):
                     num_prefix_tokens=self.num_prefix_tokens,
                 )
         missing, unexpected = self.model.load_state_dict(sd, strict=False)
-        bad = [k for k in missing if not k.startswith(("head.", "fc."))]
+        # a flat_pool projection the checkpoint lacks (e.g. MAE weights of a gap ViT) starts fresh
+        bad = [k for k in missing if not k.startswith(("head.", "fc.", "flat_pool."))]
         if bad or unexpected:
             raise ValueError(
                 f"checkpoint does not fit backbone: missing {bad[:5]}, unexpected {unexpected[:5]}"
@@ -353,6 +361,15 @@ def _vit(
         fc_norm=False,  # final norm on every token: patch tokens and the class token share it
         **kw,
     )
+    if pool == "flat":
+        # model.pool=flat: a linear map of all patch tokens in grid order to the width D (part of
+        # the timm module, so stage hand-offs carry it). GAP and a class token that attends
+        # uniformly at initialisation both start from a bag of patches: on SynthFER the ViT then
+        # sits at one predicted class for 4 epochs, while this head learns where a feature is from
+        # the first epoch (benchmarks/results/vit.md). It fixes img_size (the number of patches).
+        model.flat_pool = nn.Linear(
+            model.patch_embed.num_patches * model.embed_dim, model.embed_dim
+        )
     return Backbone(model, "vit", pool=pool, stage_indices=stage_indices)
 
 

@@ -95,3 +95,22 @@ def test_mae_and_maskfeat_train_a_step_on_vit_patch_cpu(name: str, stem_norm: st
     out.loss.backward()
     opt.step()
     assert not torch.equal(stem, before)  # the hMLP stem is trained by the MIM loss
+
+
+def test_flat_pool_sees_where_a_feature_is():
+    torch.manual_seed(0)
+    flat = create_backbone("vit_patch_cpu", img_size=48, in_chans=1, pool="flat").eval()
+    gap = create_backbone("vit_patch_cpu", img_size=48, in_chans=1, pool="gap").eval()
+    gap.model.load_state_dict({k: v for k, v in flat.model.state_dict().items() if "flat" not in k})
+    x = torch.randn(2, 1, 48, 48)
+    with torch.no_grad():
+        f, g = flat.features(x), gap.features(x)
+        assert f.pooled.shape == g.pooled.shape == (2, 96)
+        assert torch.allclose(f.patch, g.patch)  # the same encoder; only the pooling differs
+        swapped = f.patch[:, torch.randperm(36, generator=torch.Generator().manual_seed(1))]
+        assert torch.allclose(swapped.mean(1), g.pooled, atol=1e-6)  # gap: a bag of tokens
+        assert not torch.allclose(flat.model.flat_pool(swapped.flatten(1)), f.pooled)
+    # weights without the flat projection (e.g. a gap ViT's) load; the projection starts fresh
+    flat.load_timm_state_dict(gap.timm_state_dict())
+    with pytest.raises(ValueError, match="model.pool must be one of gap, token, flat"):
+        create_backbone("vit_patch_cpu", img_size=48, in_chans=1, pool="max")
