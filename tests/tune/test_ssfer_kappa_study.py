@@ -1,8 +1,9 @@
 """``fer-study run studies/ssfer_kappa.yaml`` end to end at a reduced size, then its report.
 
-Two kappas x two label fractions on one seed, one epoch of each stage, a small SynthFER and a
-one-block ViT; the four rows share one cached MAE stage (the fraction is a fine-tuning knob). The
-report lays the study out like 004 Table 14: one row per kappa, one column per fraction.
+Two kappas x two label fractions on one seed, one epoch of each of the three stages (recipe
+ssfer), a small SynthFER and a one-block ViT; the four rows share one cached MAE stage (the
+fraction is not part of its key) and each caches its fine-tuning stage. The report lays the study
+out like 004 Table 14: one row per kappa, one column per fraction.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def test_ssfer_kappa_runs_and_reports_one_column_per_fraction(tmp_path: Path):
         f"kappa={k},fraction={f}" for k in ("iou", "ssim") for f in (0.25, 0.5)
     )
     assert all(t["status"] == "TERMINATED" for t in trials)
-    assert len(list(cache.rglob("handoff.pt"))) == 1  # one MAE stage for the four rows
+    assert len(list(cache.rglob("handoff.pt"))) == 1 + 4  # one MAE stage, four fine-tunings
     text = report_markdown(run_dir, tmp_path)
     header = next(line for line in text.splitlines() if "test/acc 25 %" in line)
     assert "test/acc 50 %" in header and "test/acc 25 % p" in header
