@@ -107,3 +107,35 @@ def test_total_budget_is_exact_and_the_same_for_every_method():
         assert len(d.train) == 20 and len(d.unlabelled) == len(d.splits.train) - 20
         picks.append(d.train.images)
     assert torch.equal(*picks)
+
+
+def test_stage_keys_ignore_what_a_stage_does_not_use():
+    from fer_core.engine.stages import stage_key
+
+    def keys(*extra):
+        return [stage_key(s, "") for _, s in stage_configs(compose([*SMALL, *extra]))]
+
+    base = keys()
+    # the label budget and label noise do not reach MAE on unlabelled faces; they do reach the rest
+    for extra in ("trainer.semi.fraction=0.5", "data.label_noise=0.2", "trainer.kfold.k=3"):
+        other = keys(extra)
+        assert other[0] == base[0], extra
+    assert keys("trainer.semi.fraction=0.5")[1] != base[1]
+    assert keys("data.label_noise=0.2")[1] != base[1]
+    assert keys("data.n_train=80")[0] != base[0]  # the faces draw's size does
+
+
+def test_kfold_protocol_is_checked_and_applies_to_the_last_stage_only():
+    from fer_core.engine.recipe import fold_stages, kfold_settings
+
+    stages = stage_configs(compose([*SMALL, "stages.semi.trainer.protocol=kfold",
+                                    "trainer.kfold.protocol=semi", "trainer.kfold.k=2"]))  # fmt: skip
+    assert kfold_settings(stages).protocol == "semi"
+    folded = fold_stages(stages, "semi")
+    assert [s["trainer"]["protocol"] for _, s in folded] == ["finetune", "semi", "semi"]
+    assert stages[-1][1]["trainer"]["protocol"] == "kfold"  # the run's own config is unchanged
+    bad = stage_configs(compose([*SMALL, "stages.semi.trainer.protocol=kfold",
+                                 "trainer.kfold.protocol=linear"]))  # fmt: skip
+    with pytest.raises(ConfigError, match=r"trainer.kfold.protocol='linear' is not allowed; use "
+                                          r"one of finetune, semi"):  # fmt: skip
+        kfold_settings(bad)
