@@ -10,7 +10,8 @@ A label-free pre-training stage (use it through ``recipe=simfle_linear`` and its
 - **FFL** (Sec. 3.2, ``ffl.enabled``; off = Table 3 (a), GFL only): FaceMAE
   (``models/facemae.py``) on the third view (``views[2]``, ``none`` by default: the authors'
   un-augmented "origin" image) resized to ``ffl.img_size`` (112 in the paper; null = the data's
-  size from ``MethodInfo``). The backbone's last feature map of that image is grouped by a 1x1
+  size from ``MethodInfo``). The backbone's last feature map of that image (``ffl.feature_stage``:
+  -1; an earlier stage where the last is 1x1, as on 32-px SynthFER) is grouped by a 1x1
   convolution into ``ffl.groups`` groups (grouping loss ``L_g``, Eq. 2, ``grouping_form``); one
   group per sample is summed into a score map, upsampled, averaged per ``ffl.patch`` patch
   (Eq. 3) and the patches masked (``ffl.mask_ratio``) in ``ffl.mask_order`` of their scores
@@ -114,6 +115,7 @@ class SimFLE(Method):
                  ffl_masking: str = "semantic", ffl_mask_order: str = "ascending",
                  ffl_patch: int = 16, ffl_img_size: int | None = 112,
                  ffl_encoder: str = "vit_base", ffl_grouping_init: str = "random",
+                 ffl_feature_stage: int = -1,
                  decoder_depth: int = 8, decoder_dim: int = 512,
                  decoder_heads: int = 16, norm_pix_loss: bool = True,
                  connection: str = "distil", alpha: float = 0.3, beta: float = 0.03,
@@ -181,9 +183,9 @@ class SimFLE(Method):
                     "(002: 112) or null for the data's size (data.img_size)"
                 )
             channels = self.info.channels or 3
-            # the backbone's channel count C' (its last feature map's width)
+            self.feature_stage, width = self._check_stage(ffl_feature_stage)
             self.facemae = FaceMAE(
-                backbone.num_features, ffl_groups, img_size=size, patch=ffl_patch,
+                width, ffl_groups, img_size=size, patch=ffl_patch,
                 in_chans=channels, encoder=ffl_encoder, decoder_depth=decoder_depth,
                 decoder_dim=decoder_dim, decoder_heads=decoder_heads,
                 grouping_init=ffl_grouping_init,
@@ -205,6 +207,33 @@ class SimFLE(Method):
                                             distil_dim, "distil")  # fmt: skip
                 metrics.append("simfle/distil")
         self.own_metrics = tuple(metrics)
+
+    def _check_stage(self, stage: Any) -> tuple[int, int]:
+        """``ffl.feature_stage``: which of the backbone's stage maps drives the masking (-1: the
+        last, the paper's); returns (index, channels). A map of 1 x 1 at the data's size would
+        give every patch one score (a fixed mask), so it is refused for semantic masking."""
+        info = self.backbone.stage_info()
+        if (
+            isinstance(stage, bool)
+            or not isinstance(stage, int)
+            or not -len(info) <= stage < len(info)
+        ):
+            raise ValueError(
+                f"method.ffl.feature_stage={stage!r} is not allowed; use an index into the "
+                f"backbone's {len(info)} stage maps (-1: the last, 002's)"
+            )
+        chosen = info[stage]
+        size = self.info.img_size
+        if size is not None and self.masking == "semantic":
+            side = -(-int(size) // int(chosen["reduction"]))
+            if side < 2:
+                raise ValueError(
+                    f"method.ffl.feature_stage={stage}: the backbone's map there is {side}x{side} "
+                    f"at data.img_size={size} (reduction {chosen['reduction']}), so every patch "
+                    "gets the same score and semantic masking is a fixed mask; use an earlier "
+                    "stage (e.g. ffl.feature_stage=1) or larger images"
+                )
+        return stage, int(chosen["num_chs"])
 
     def _build_gfl(self, name: str, knobs: dict[str, Any]) -> Method:
         if name not in SSL_METHODS:
@@ -248,13 +277,8 @@ class SimFLE(Method):
 
     # --- FFL ------------------------------------------------------------------------------
     def _feature_map(self, images: torch.Tensor) -> torch.Tensor:
-        """The backbone's last feature map [N, C', h, w] (ViT: patch tokens on their grid)."""
-        patch = self.backbone.features(images).patch  # [N, h*w, C']
-        n, hw, c = patch.shape
-        side = int(round(hw**0.5))
-        if side * side != hw:
-            raise ValueError(f"SimFLE needs a square feature map, got {hw} positions")
-        return patch.transpose(1, 2).reshape(n, c, side, side)
+        """The backbone's map at ``ffl.feature_stage`` [N, C', h, w] (the last: 002's)."""
+        return self.backbone.features(images, stages=True).stages[self.feature_stage]
 
     def ffl_input(self, origin: torch.Tensor) -> torch.Tensor:
         """The FFL view resized to ``ffl.img_size`` (bilinear, antialiased when shrinking)."""

@@ -34,6 +34,7 @@ SMALL = [
     "stages.pretrain.method.ffl.img_size=32", "stages.pretrain.method.ffl.patch=8",
     "stages.pretrain.method.ffl.encoder=vit_tiny_cpu", "stages.pretrain.method.decoder.depth=1",
     "stages.pretrain.method.decoder.dim=32", "stages.pretrain.method.decoder.heads=2",
+    "stages.pretrain.method.ffl.feature_stage=1",
 ]  # fmt: skip
 
 

@@ -27,7 +27,7 @@ SHRINK_SSL = {"proj.hidden_dim": 64, "proj.dim": 32, "pred.hidden_dim": 64, "que
 # SimFLE's FFL branch (methods/simfle.py): FaceMAE is a ViT-B/16 at 112 px by default (150 s here);
 # its CPU ViT on the 32-px test images, and its GFL / distillation heads 64 wide
 SHRINK_FFL = {"ffl.encoder": "vit_tiny_cpu", "ffl.img_size": 32, "ffl.patch": 8,
-              "proj.hidden_dim": 64, "pred.hidden_dim": 64, "distil.hidden_dim": 64}  # fmt: skip
+              "ffl.feature_stage": 1, "proj.hidden_dim": 64, "pred.hidden_dim": 64, "distil.hidden_dim": 64}  # fmt: skip
 
 
 def _set(n: int, seed: int) -> FERImageSet:

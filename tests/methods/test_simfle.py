@@ -13,7 +13,8 @@ from fer_core.models.backbones import create_backbone
 # CPU sizes: FaceMAE's ViT, decoder and heads (the defaults are ViT-B/16 at 112 px, 4096 wide)
 SMALL = dict(proj_hidden_dim=32, proj_dim=16, pred_hidden_dim=32, distil_hidden_dim=32,
              distil_dim=16, ffl_img_size=32, ffl_patch=8, ffl_encoder="vit_tiny_cpu",
-             decoder_depth=1, decoder_dim=32, decoder_heads=2)  # fmt: skip
+             decoder_depth=1, decoder_dim=32, decoder_heads=2,
+             ffl_feature_stage=1)  # fmt: skip  # resnet_tiny_cpu's 4x4 map at 32 px (the last is 1x1)
 
 
 def _method(**kw):
@@ -123,7 +124,7 @@ def test_ffl_input_size_comes_from_the_knob_or_the_data():
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
-        ({"ffl_groups": 24}, r"ffl\.groups=24 does not divide the backbone's 256"),
+        ({"ffl_groups": 24}, r"ffl\.groups=24 does not divide the backbone's 64"),
         ({"ffl_mask_ratio": 1.0}, r"ffl\.mask_ratio=1\.0 .*\(0, 1\)"),
         ({"ffl_mask_ratio": 0.0}, r"ffl\.mask_ratio=0\.0 .*\(0, 1\)"),
         ({"ffl_patch": 5}, r"ffl\.patch=5 does not divide the FFL input size 32"),
@@ -134,6 +135,8 @@ def test_ffl_input_size_comes_from_the_knob_or_the_data():
         ({"gfl_method": "dino"}, r"gfl\.method='dino' .*byol"),
         ({"gfl_method": "simclr", "pred_hidden_dim": 32}, r"pred\.hidden_dim=32 does not apply"),
         ({"views": ["simclr", "simclr"]}, r"method\.views=.*three policies"),
+        ({"ffl_feature_stage": -1}, r"ffl\.feature_stage=-1: .* 1x1 at data\.img_size=32"),
+        ({"ffl_feature_stage": 4}, r"ffl\.feature_stage=4 is not allowed"),
         ({"ffl_grouping_init": "zeros"}, r"ffl\.grouping_init='zeros' .*random, code"),
     ],
 )
