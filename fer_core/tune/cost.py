@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import sys
 from typing import Any
 
@@ -22,8 +21,8 @@ from typing import Any
 #: huggingface/pytorch-image-models (vit_base_patch16_224 batch 192, resnet50 512, resnet18 512).
 THROUGHPUT = {"vit_base": 390.86, "resnet50": 826.06, "resnet18": 2764.22}
 #: Training images: RAF-DB 12,271 (papers 000 Sec. IV-A, 001 Sec. IV-A, 002 Sec. 4.1); AffectNet-8
-#: 287,651 (002 Sec. 4.1).
-TRAIN_IMAGES = {"rafdb": 12271, "affectnet": 287651}
+#: 287,651 (002 Sec. 4.1); SSFER's unlabelled face images (data=faces) 1.2 million (004 Sec. 4.2).
+TRAIN_IMAGES = {"rafdb": 12271, "affectnet": 287651, "faces": 1_200_000}
 #: Methods that train on two augmented views of each image.
 TWO_VIEWS = {"byol", "simsiam", "moco", "mocov2", "simclr"}
 
@@ -54,6 +53,7 @@ def study_hours(
     from omegaconf import OmegaConf
 
     from fer_core.engine.build import compose, stage_configs
+    from fer_core.engine.stages import stage_key
     from fer_core.study import load_study, plan_trials
 
     plan = plan_trials(load_study(path, profile, list(overrides or []), check_knobs=False))
@@ -62,13 +62,13 @@ def study_hours(
     used: set[tuple[str, str]] = set()
     for trial in plan.trials:
         stages = stage_configs(compose(list(trial.overrides)))
-        chain = [f"seed={trial.seed}"]  # the trainable adds the seed to every stage
+        key = ""  # the stage cache's own keys (engine/stages.py: knobs a stage ignores drop out)
         for k, (_, cfg) in enumerate(stages):
             c = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
-            chain.append(json.dumps(c, sort_keys=True, default=str))
+            seeded = {**c, "trainer": {**c["trainer"], "seed": trial.seed}}  # as the trainable does
+            key = stage_key(seeded, key)
             last = k == len(stages) - 1
             if not last:
-                key = "|".join(chain)
                 if key in cached:
                     continue
                 cached.add(key)
