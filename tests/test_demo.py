@@ -49,6 +49,9 @@ def test_demo_runs_the_threshold_study_and_reports_it(tmp_path: Path):
     page = html.read_text()
     assert "<img" in page or "<svg" in page  # the threshold curve is embedded
     assert "never" in page  # 0.9 is labelled: with |Y| = 2 nothing is revised there
+    # report.reference: CE on plurality labels ran as its own run, and the report shows it
+    assert (run_dir / "reference" / "trials.csv").is_file()
+    assert "reference: CE, plurality labels" in page
     # the closing lines tell the user where everything is
     assert str(html.resolve()) in out.stdout
     assert f"fer-study dashboard {run_dir}" in out.stdout
@@ -105,7 +108,8 @@ def _check_numbering(run_dir: Path, rows: list[dict], stdout: str) -> None:
         assert r["trial_dir"] == f"trials/{name}" and (run_dir / "trials" / name).is_dir()
         assert name == f"c{cid:04d}_threshold-{value}_s{seed}"
         assert any(k.endswith(" per seed") for k in t.user_attrs) and "test/acc" in t.user_attrs
-    best = re.findall(r"\(config (\d+)\)", stdout)[-1]
+    study_out = stdout.split("report.reference", 1)[0]  # the reference run prints its own best
+    best = re.findall(r"\(config (\d+)\)", study_out)[-1]
     metric = study.metric_names[0].split(" ")[0]
     done = [r for r in rows if r["status"] == "TERMINATED"]
     top = max(done, key=lambda r: float(r[f"best.{metric}"]))  # one seed: the row is the mean
@@ -113,12 +117,15 @@ def _check_numbering(run_dir: Path, rows: list[dict], stdout: str) -> None:
 
 
 def _check_tensorboard(run_dir: Path, rows: list[dict]) -> None:
-    """TensorBoard over the run directory finds exactly one run per trial (no Ray copies)."""
+    """TensorBoard over the run directory finds exactly one run per trial (no Ray copies), the
+    report.reference run's trials included."""
     from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
     mux = EventMultiplexer().AddRunsFromDirectory(str(run_dir))
     runs = sorted(mux.Runs())
-    assert runs == sorted(r["trial_dir"] for r in rows), runs
+    with (run_dir / "reference" / "trials.csv").open() as fh:
+        ref = [f"reference/{r['trial_dir']}" for r in csv.DictReader(fh)]
+    assert runs == sorted([r["trial_dir"] for r in rows] + ref), runs
     mux.Reload()
     for run in runs:
         assert mux.GetAccumulator(run).Tags()["scalars"], run

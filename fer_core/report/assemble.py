@@ -32,6 +32,7 @@ from fer_core.report.design import expected_keys, sensitivity_x
 from fer_core.report.diagnostics import add_diagnostics
 from fer_core.report.fractions import fraction_factor, fraction_table
 from fer_core.report.plots import Plot, sensitivity_plot
+from fer_core.report.reference import add_reference_row, reference_cells
 from fer_core.report.render import to_markdown
 from fer_core.report.search import search_sections
 from fer_core.report.tables import Table, ablation_table, sensitivity_table
@@ -103,14 +104,16 @@ def assemble(runs: Sequence[RunData], source: str = "best") -> Report:
     cells = pd.DataFrame()
     if kind in ("ablation", "sensitivity"):
         cells = cell_stats(runs, kind, report_metrics(study), source)
+        ref_cells = reference_cells(runs, report_metrics(study), source)
         if kind == "ablation" and fraction_factor(study) is not None:
             tables.append(fraction_table(runs, cells))  # one column per label fraction
         elif kind == "ablation":
-            tables.append(add_diagnostics(ablation_table(runs, cells), runs, cells, kind, source))
+            table = add_diagnostics(ablation_table(runs, cells), runs, cells, kind, source)
+            tables.append(add_reference_row(table, cells, ref_cells))
         else:
-            table = sensitivity_table(runs, cells)
-            tables.append(add_diagnostics(table, runs, cells, kind, source))
-            plot = sensitivity_plot(runs, cells)
+            table = add_diagnostics(sensitivity_table(runs, cells), runs, cells, kind, source)
+            tables.append(add_reference_row(table, cells, ref_cells))
+            plot = sensitivity_plot(runs, cells, ref_cells)
             if plot is not None:
                 plots.append(plot)
     else:

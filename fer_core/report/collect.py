@@ -107,6 +107,8 @@ class RunData:
     notes: list[str] = field(default_factory=list)
     label: str = ""
     study_text: str = ""
+    # report.reference's own run (``<run_dir>/reference/trials.csv``), None when there is none
+    reference: pd.DataFrame | None = None
 
     @property
     def storage_url(self) -> str | None:
@@ -174,8 +176,24 @@ def load_run(run_dir: str | Path) -> RunData:
     profile = _first(trials["profile"]) or study.get("profile") or manifest.get("profile")
     profile = str(profile or _split_run_name(run_dir.name, name)[1] or "default")
     dataset = _first(trials["dataset"]) or _dataset_of(study, profile) or profile
+    reference = None
+    ref_file = run_dir / "reference" / "trials.csv"
+    if ref_file.is_file():
+        reference = pd.read_csv(ref_file)
+        reference["status"] = reference["status"].fillna("PENDING").astype(str).str.upper()
+    elif get_knob(study, "report.reference"):
+        notes.append("report.reference has not run yet (no reference/trials.csv)")
     return RunData(
-        run_dir, study, manifest, trials, name, profile, str(dataset), notes, study_text=study_text
+        run_dir,
+        study,
+        manifest,
+        trials,
+        name,
+        profile,
+        str(dataset),
+        notes,
+        study_text=study_text,
+        reference=reference,
     )
 
 

@@ -5,7 +5,8 @@ For each study this runs (or resumes: finished trials are kept) ``fer-study run
 studies/<study>.yaml --profile synth --run-dir runs/<study>-synth``, then writes
 ``reports/<study>/``::
 
-    trials.csv, study.yaml, manifest.json   the run's record (every table rebuilds from these)
+    trials.csv, study.yaml, manifest.json   the run's record (every table rebuilds from these),
+    reference/trials.csv                    and report.reference's own run, where the study has one
     report.md, tables/*.csv, plots/*.png    the report (no HTML, SVG or LaTeX: small diffs)
     MEASURED.json                           commit, date, machine and wall time it was measured at
 
@@ -37,7 +38,7 @@ from fer_core.report.collect import DONE, load_run
 from fer_core.report.export import write_report_atomic
 
 PROFILE = "synth"
-RECORD = ("trials.csv", "study.yaml", "manifest.json")
+RECORD = ("trials.csv", "study.yaml", "manifest.json", "reference/trials.csv")
 FORMATS = ("md", "csv")
 
 
@@ -92,6 +93,7 @@ def curate(run_dir: Path, out_dir: Path, measured: dict) -> Path:
     stage.mkdir(parents=True)
     for name in RECORD:
         if (run_dir / name).is_file():
+            (stage / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(run_dir / name, stage / name)
     run = load_run(stage)
     run.run_dir = out_dir  # the report names where its record is committed
@@ -99,6 +101,7 @@ def curate(run_dir: Path, out_dir: Path, measured: dict) -> Path:
     final = write_report_atomic(report, out_dir, FORMATS, svg=False)
     for name in RECORD:
         if (stage / name).is_file():
+            (final / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(stage / name, final / name)
     shutil.rmtree(stage, ignore_errors=True)
     trials = pd.read_csv(final / "trials.csv") if (final / "trials.csv").is_file() else None

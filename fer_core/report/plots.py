@@ -27,6 +27,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from fer_core.report.collect import RunData, get_knob, same_value  # noqa: E402
 from fer_core.report.design import optimum_of, sensitivity_x, space_entry  # noqa: E402
+from fer_core.report.reference import draw_reference  # noqa: E402
 from fer_core.report.tables import (  # noqa: E402
     best_key,
     higher_is_better,
@@ -88,16 +89,21 @@ def _num(v: Any) -> float | None:
         return None
 
 
-def sensitivity_plot(runs: Sequence[RunData], cells: pd.DataFrame) -> Plot | None:
-    """One subplot per metric; error-bar line per run; paper's values / optimum; best annotated."""
-    drawn = sensitivity_figure(runs, cells)
+def sensitivity_plot(
+    runs: Sequence[RunData], cells: pd.DataFrame, reference: pd.DataFrame | None = None
+) -> Plot | None:
+    """One subplot per metric; error-bar line per run; paper's values / optimum; best annotated;
+    ``report.reference``'s run (:func:`fer_core.report.reference.reference_cells`) as a line."""
+    drawn = sensitivity_figure(runs, cells, reference)
     if drawn is None:
         return None
     fig, caption = drawn
     return render(fig, "sensitivity", caption)
 
 
-def sensitivity_figure(runs: Sequence[RunData], cells: pd.DataFrame) -> tuple[Figure, str] | None:
+def sensitivity_figure(
+    runs: Sequence[RunData], cells: pd.DataFrame, reference: pd.DataFrame | None = None
+) -> tuple[Figure, str] | None:
     """The figure of :func:`sensitivity_plot` and its caption (None without cells)."""
     if cells.empty:
         return None
@@ -123,6 +129,7 @@ def sensitivity_figure(runs: Sequence[RunData], cells: pd.DataFrame) -> tuple[Fi
     for ax, metric in zip(axes, metrics):
         f = scale(metric)
         colors: dict[str, str] = {}  # dataset -> colour of our line, reused for the paper's
+        run_colors: dict[str, str] = {}  # run -> colour of its line, reused for its reference
         series = list(dict.fromkeys(cells["run"]))
         overall = best_key_overall(cells[cells["metric"] == metric], metric, study)
         for run_label in series:
@@ -137,6 +144,7 @@ def sensitivity_figure(runs: Sequence[RunData], cells: pd.DataFrame) -> tuple[Fi
             ]
             line = ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=f"ours: {run_label}")
             colors.setdefault(str(grp["dataset"].iloc[0]), line[0].get_color())
+            run_colors.setdefault(run_label.split(" · ")[0], line[0].get_color())
             best = best_key(grp, metric, study)
             if len(series) > 3 and overall != (run_label, best):
                 best = None  # many lines: annotate only the overall best
@@ -148,6 +156,8 @@ def sensitivity_figure(runs: Sequence[RunData], cells: pd.DataFrame) -> tuple[Fi
                 )
         if not ref.get("metric") or ref["metric"] == metric:
             _paper_lines(ax, study, x, keys, numeric, pos, colors)
+        if reference is not None:
+            draw_reference(ax, reference, metric, f, run_colors)
         if log:
             ax.set_xscale("log")
         if not numeric:

@@ -35,6 +35,13 @@ def knob_scenarios(resolved: ResolvedStudy) -> list[tuple[Loc, dict[str, Any]]]:
                 scenarios.append((("space", knob), {**reps, knob: v}))
     for i, (name, settings) in enumerate(resolved.ablation_rows().items()):
         scenarios.append((("ablation", "rows", i), {"__row__": name, **settings}))
+    from fer_core.tune.reference import reference_settings  # no trainer imports
+
+    ref = reference_settings(resolved)
+    if ref is not None:  # report.reference composes on its own (the base minus replaced groups)
+        own = dict((resolved.report or {}).get("reference", {}).get("set") or {})
+        base = {k: v for k, v in ref.items() if k not in own}
+        scenarios.append((("report", "reference", "set"), {"__base__": base, **own}))
     return scenarios
 
 
@@ -56,6 +63,8 @@ def _blame(message: str, settings: dict[str, Any], where: Loc, resolved: Resolve
         return ("space", knob)
     if knob in settings and where[0] == "ablation":
         return (*where, "set", knob)
+    if knob in settings and where[0] == "report":
+        return (*where, knob)
     return ("base", knob)
 
 
@@ -82,8 +91,9 @@ def check_knob_paths(resolved: ResolvedStudy, lines: dict[Loc, int]) -> list[Stu
     named: list = []
     for where, settings in knob_scenarios(resolved):
         row = settings.get("__row__")
-        settings = {k: v for k, v in settings.items() if k != "__row__"}
-        merged = dict(resolved.base)
+        own_base = settings.get("__base__")
+        settings = {k: v for k, v in settings.items() if k not in ("__row__", "__base__")}
+        merged = dict(resolved.base if own_base is None else own_base)
         merged.update(settings)
         try:
             cfg = compose(to_overrides(merged))
@@ -103,6 +113,8 @@ def check_knob_paths(resolved: ResolvedStudy, lines: dict[Loc, int]) -> list[Stu
             names = declared_metrics(cfg)
         except Exception:  # noqa: BLE001 - a method refusing its settings fails at its own check
             continue
+        if own_base is not None:
+            continue  # the reference run reports its own method's metrics, not the study's
         label = f"ablation row {row!r}" if row else ("settings " + _short(settings))
         named.append((label, names))
     if not errors:

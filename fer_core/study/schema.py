@@ -205,6 +205,26 @@ class Reference(Strict):
     note: str | None = None
 
 
+class ReferenceRun(Strict):
+    """``report.reference``: one configuration run beside the study, in its own run directory
+    (``<run_dir>/reference/``, the study's seeds; not a trial, so trial counts are unchanged),
+    drawn as a line with its band on sensitivity plots and as a row of ablation tables. ``set``
+    is applied on top of the study's base and profile; a group choice in it (``method: ce``)
+    drops the base's settings of that group (``method.*``)."""
+
+    label: str = "reference"
+    set: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _paths(self) -> ReferenceRun:
+        for path in self.set:
+            try:
+                check_knob_path(path)
+            except ValueError as exc:
+                raise ValueError(f"report.reference.set: {exc}") from None
+        return self
+
+
 class Report(Strict):
     """How the report shows the study."""
 
@@ -219,6 +239,7 @@ class Report(Strict):
     # sensitivity: the point every other value is tested against (Welch + Holm), typically the
     # paper's default; null: no test (ablations name theirs in ablation.baseline)
     baseline: Any | None = None
+    reference: ReferenceRun | None = None  # e.g. CE on plurality labels under the same budget
 
 
 class StudyFile(Strict):

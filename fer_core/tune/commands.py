@@ -7,6 +7,7 @@ says how to resume).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -99,8 +100,19 @@ def quick_spec(path: str, profile: str | None, overrides: list[str]):
 
 def dry_run(study) -> str:
     from fer_core.study import format_plan, plan_trials
+    from fer_core.tune.reference import reference_block, reference_settings
 
-    return format_plan(plan_trials(study))
+    text = format_plan(plan_trials(study))
+    ref = reference_block(study)
+    if ref is not None:
+        settings = reference_settings(study) or {}
+        changed = " ".join(f"{k}={v}" for k, v in (ref.get("set") or {}).items()) or "the base"
+        text += (
+            f"\nplus report.reference ({ref.get('label', 'reference')}): {changed} on the base, "
+            f"{len(study.seeds)} seed(s), its own run in RUN_DIR/reference/ "
+            f"({len(settings)} settings)"
+        )
+    return text
 
 
 def parse_trial_resources(items: list[str]) -> dict[str, float]:
@@ -183,24 +195,40 @@ def main(argv: list[str] | None = None) -> int:
             f"fer-study run: nothing to resume in {run_dir}; run without --resume", file=sys.stderr
         )
         return 1
+    from fer_core.tune.reference import reference_block, reference_dir, reference_spec
+
+    ref_spec = reference_spec(study, spec)
+    common = dict(
+        storage=args.storage,
+        address=args.address,
+        trial_resources=custom,
+        gpus_per_trial=args.gpus_per_trial,
+        cpu_only=args.cpu_only,
+        train_fn=args.train_fn,
+        argv=["fer-study", "run", *(argv if argv is not None else sys.argv[1:])],
+        study_file=args.file,
+        ray_init_kwargs=ray_kwargs,
+        progress_interval=args.progress_interval,
+        verbose=args.verbose,
+    )
+    ray_here = False
     try:
+        if ref_spec is not None and not args.address:  # one local Ray session for both runs
+            from fer_core.tune.runner import _ray_init
+
+            ray_here = _ray_init(None, ray_kwargs, args.verbose)[0]
         result = run_study(
-            spec,
-            run_dir,
-            storage=args.storage,
-            address=args.address,
-            storage_path=args.storage_path,
-            trial_resources=custom,
-            gpus_per_trial=args.gpus_per_trial,
-            cpu_only=args.cpu_only,
-            resume=args.resume,
-            train_fn=args.train_fn,
-            argv=["fer-study", "run", *(argv if argv is not None else sys.argv[1:])],
-            study_file=args.file,
-            ray_init_kwargs=ray_kwargs,
-            progress_interval=args.progress_interval,
-            verbose=args.verbose,
+            spec, run_dir, storage_path=args.storage_path, resume=args.resume, **common
         )
+        if ref_spec is not None and not result.interrupted:
+            ref_dir = reference_dir(run_dir)
+            label = (reference_block(study) or {}).get("label", "reference")
+            print(f"report.reference ({label}): its own run in {ref_dir}", flush=True)
+            ref_path = f"{args.storage_path.rstrip('/')}/reference" if args.storage_path else None
+            ref = run_study(
+                ref_spec, ref_dir, storage_path=ref_path, resume=is_started(ref_dir), **common
+            )
+            result = dataclasses.replace(result, interrupted=ref.interrupted)
     except (
         StudyChangedError,
         NoGPUError,
@@ -216,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
 
         print(resume_hint(run_dir, args.file), file=sys.stderr)
         return 130
+    finally:
+        if ray_here:
+            import ray
+
+            ray.shutdown()
     return 130 if result.interrupted else 0
 
 
