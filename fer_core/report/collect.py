@@ -140,6 +140,11 @@ class RunData:
         return None
 
 
+def _statuses(column: pd.Series) -> pd.Series:
+    """trials.csv states upper-cased, a missing state read as PENDING."""
+    return column.fillna("PENDING").astype(str).str.upper()
+
+
 def load_run(run_dir: str | Path) -> RunData:
     """Read one run directory; raises ValueError only when it is not a run directory at all."""
     run_dir = Path(run_dir)
@@ -170,7 +175,7 @@ def load_run(run_dir: str | Path) -> RunData:
     for col in BASE_COLUMNS:
         if col not in trials.columns:
             trials[col] = pd.NA
-    trials["status"] = trials["status"].fillna("PENDING").astype(str).str.upper()
+    trials["status"] = _statuses(trials["status"])
 
     name = str(study.get("name") or _split_run_name(run_dir.name)[0])
     profile = _first(trials["profile"]) or study.get("profile") or manifest.get("profile")
@@ -180,7 +185,7 @@ def load_run(run_dir: str | Path) -> RunData:
     ref_file = run_dir / "reference" / "trials.csv"
     if ref_file.is_file():
         reference = pd.read_csv(ref_file)
-        reference["status"] = reference["status"].fillna("PENDING").astype(str).str.upper()
+        reference["status"] = _statuses(reference["status"])
     elif get_knob(study, "report.reference"):
         notes.append("report.reference has not run yet (no reference/trials.csv)")
     return RunData(

@@ -16,7 +16,7 @@ import pandas as pd
 
 from fer_core.report.cells import cell_stats
 from fer_core.report.collect import RunData, metric_column
-from fer_core.report.tables import Table, _value_text
+from fer_core.report.tables import Table, value_text
 
 
 def identical_groups(cells: pd.DataFrame) -> list[tuple[str, list]]:
@@ -79,9 +79,7 @@ def add_diagnostics(
         for (run, metric), grp in dcells.groupby(["run", "metric"], sort=False):
             col = f"{run} {metric}" if many else metric
             by_key = {str(k): r for k, r in zip(grp["key"], grp.to_dict("records"))}
-            df[col] = [
-                _value_text(by_key[str(k)]) if str(k) in by_key else "–" for k in df[key_col]
-            ]
+            df[col] = [value_text(by_key[str(k)]) if str(k) in by_key else "–" for k in df[key_col]]
             bold[col] = False
     listed = "; ".join(f"{', '.join(map(str, keys))} ({run})" for run, keys in groups)
     why = (

@@ -86,7 +86,7 @@ def row_layout(study: dict) -> dict[str, tuple[str, Any]]:
 
 def fraction_table(runs, cells: pd.DataFrame):
     """The ablation as a setting x fraction table (module docstring): a ``tables.Table``."""
-    from fer_core.report.tables import Table, _value_text, fmt_p
+    from fer_core.report.tables import Table, fmt_p, value_text
 
     study = runs[0].study
     _, fractions = fraction_factor(study)
@@ -123,7 +123,7 @@ def fraction_table(runs, cells: pd.DataFrame):
                 for lb, r in zip(labels, recs):
                     c = comp.get(lb)
                     delta = None if lb == base_label or c is None else c.delta
-                    col.append(_value_text(r, delta) if r else "n/a")
+                    col.append(value_text(r, delta) if r else "n/a")
                     sig.append(bool(c and c.significant()))
                     pcol.append(
                         fmt_p(c.p_welch_holm) + ("*" if c.significant() else "") if c else "–"

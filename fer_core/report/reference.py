@@ -12,7 +12,7 @@ import pandas as pd
 
 from fer_core.report import stats
 from fer_core.report.collect import DONE, RunData, get_knob, metric_column
-from fer_core.report.tables import Table, _col_title, _value_text
+from fer_core.report.tables import Table, col_title, value_text
 
 
 def reference_label(study: dict) -> str:
@@ -60,10 +60,10 @@ def add_reference_row(table: Table, cells: pd.DataFrame, ref: pd.DataFrame) -> T
     row = {c: "" if c != table.df.columns[0] else ref["key"].iloc[0] for c in table.df.columns}
     for run_label in runs_seen:
         for metric in metrics:
-            title = _col_title(run_label, metric, len(runs_seen) > 1, len(metrics) > 1)
+            title = col_title(run_label, metric, len(runs_seen) > 1, len(metrics) > 1)
             hit = ref[(ref["run"] == run_label.split(" · ")[0]) & (ref["metric"] == metric)]
             if title in row and not hit.empty:
-                row[title] = _value_text(hit.iloc[0].to_dict())
+                row[title] = value_text(hit.iloc[0].to_dict())
     df = pd.concat([table.df, pd.DataFrame([row])], ignore_index=True)
     bold = pd.concat(
         [table.bold, pd.DataFrame([{c: False for c in table.bold.columns}])], ignore_index=True

@@ -77,13 +77,13 @@ def fmt_p(p: float) -> str:
 
 
 # ----------------------------------------------------------------------------- display tables
-def _col_title(label: str, metric: str, many_runs: bool, many_metrics: bool) -> str:
+def col_title(label: str, metric: str, many_runs: bool, many_metrics: bool) -> str:
     if many_runs and many_metrics:
         return f"{label} {metric}"
     return label if many_runs else metric
 
 
-def _value_text(r: dict, delta: float | None = None) -> str:
+def value_text(r: dict, delta: float | None = None) -> str:
     """``mean ± std [↑ delta] [(n/N seeds)]``, or ``n/a (<state>)`` for a cell without values."""
     if r["n"] == 0:
         return f"n/a ({r['state']})"
@@ -164,10 +164,10 @@ def ablation_table(runs: Sequence[RunData], cells: pd.DataFrame) -> Table:
         for metric in metrics:
             grp = cells[(cells["run"] == run_label) & (cells["metric"] == metric)]
             by_key = {str(k): r for k, r in zip(grp["key"], grp.to_dict("records"))}
-            title = _col_title(run_label, metric, len(runs_seen) > 1, len(metrics) > 1)
+            title = col_title(run_label, metric, len(runs_seen) > 1, len(metrics) > 1)
             recs = [by_key.get(k) for k in keys]
             data[title] = [
-                _value_text(r, None if k == base else r["delta"])
+                value_text(r, None if k == base else r["delta"])
                 if r
                 else ("not available" if k in paper_only else "n/a")
                 for k, r in zip(keys, recs)
@@ -257,9 +257,9 @@ def sensitivity_table(runs: Sequence[RunData], cells: pd.DataFrame) -> Table:
                 next((r for r in grp.to_dict("records") if same_value(r["key"], k)), None)
                 for k in keys
             ]
-            title = _col_title(run_label, metric, len(runs_seen) > 1, len(metrics) > 1)
+            title = col_title(run_label, metric, len(runs_seen) > 1, len(metrics) > 1)
             data[title] = [
-                _value_text(r, None if same_value(r["key"], baseline) else r["delta"])
+                value_text(r, None if same_value(r["key"], baseline) else r["delta"])
                 if r
                 else "n/a"
                 for r in recs
