@@ -39,9 +39,14 @@ def group_options(group: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------- composition
-def _hydra_compose(overrides: list[str]) -> DictConfig:
-    """Hydra compose of train.yaml (memoised: composing costs ~0.1-0.5 s); returns a copy."""
-    return copy.deepcopy(_hydra_compose_cached(tuple(overrides)))
+def _hydra_compose(selections: tuple[str, ...]) -> DictConfig:
+    """Hydra compose of train.yaml with config-group ``selections`` only (``model=vit_patch_cpu``).
+
+    Memoised and shared: callers copy before changing it. Composing costs ~0.1-0.5 s (Hydra reads
+    and merges every file of the defaults list), and a study check composes hundreds of
+    configurations that differ only in values, so values are applied afterwards by
+    :func:`_apply_values`, exactly as Hydra applies them after its own composition."""
+    return _hydra_compose_cached(tuple(selections))
 
 
 @functools.lru_cache(maxsize=256)
@@ -57,6 +62,22 @@ def _hydra_compose_cached(overrides: tuple[str, ...]) -> DictConfig:
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
             return hydra_compose(config_name="train", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(f"{e}".strip()) from e
+
+
+def _apply_values(cfg: DictConfig, overrides: list[str]) -> None:
+    """Apply ``key=value`` overrides to a composed ``cfg`` in place, with Hydra's own override
+    grammar and the function Hydra's compose applies them with (after composing the defaults list,
+    with the root in struct mode), so the result equals composing them all at once."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides=overrides)
+        ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(f"{e}".strip()) from e
 
@@ -142,9 +163,11 @@ def _compose_one(overrides: list[str], where: str = "") -> DictConfig:
             raise ConfigError(
                 f"{where}unknown key {key!r}; top-level keys are {', '.join(GROUPS)} and stages.<name>"
             )
-    base = _hydra_compose(selections)
+    base = _hydra_compose(tuple(selections))  # shared: read here, copied below
     _check_keys(base, base, keys, where)  # existence first: Hydra's own message is vaguer
-    final = _hydra_compose(list(overrides)) if keys else base
+    final = copy.deepcopy(base)
+    if keys:
+        _apply_values(final, [ov for ov in overrides if _split(ov)[0] not in GROUPS])
     _check_keys(base, final, keys, where)
     return final
 
