@@ -210,13 +210,14 @@ def main(argv: list[str] | None = None) -> int:
         ray_init_kwargs=ray_kwargs,
         progress_interval=args.progress_interval,
         verbose=args.verbose,
+        # one local Ray session for the study and its reference run, started when either has
+        # something to run (a finished run resumed starts none) and shut down below
+        keep_ray=ref_spec is not None and not args.address,
     )
-    ray_here = False
-    try:
-        if ref_spec is not None and not args.address:  # one local Ray session for both runs
-            from fer_core.tune.runner import _ray_init
+    import ray
 
-            ray_here = _ray_init(None, ray_kwargs, args.verbose)[0]
+    ray_before = ray.is_initialized()
+    try:
         result = run_study(
             spec, run_dir, storage_path=args.storage_path, resume=args.resume, **common
         )
@@ -245,9 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         print(resume_hint(run_dir, args.file), file=sys.stderr)
         return 130
     finally:
-        if ray_here:
-            import ray
-
+        if common["keep_ray"] and not ray_before and ray.is_initialized():
             ray.shutdown()
     return 130 if result.interrupted else 0
 

@@ -369,6 +369,7 @@ def run_study(
     hparams: bool | None = None,
     log: Callable[[str], None] | None = None,
     verbose: bool = False,
+    keep_ray: bool = False,
 ) -> StudyResult:
     """Run (or, with ``resume``, continue) ``spec`` into ``run_dir``; see the module docstring.
 
@@ -376,6 +377,8 @@ def run_study(
     ``hparams``: write an extra TensorBoard HParams record per trial (off by default: the
     trainer's logger already writes one into each trial's own event file).
     ``verbose``: Ray's own output (banners, checkpoint lines, worker output) as Ray prints it.
+    ``keep_ray``: leave a local Ray session this call starts running, for a next run to join (the
+    caller shuts it down); a run with nothing left to do starts none either way.
     ``storage_path``: Tune's storage (``tune/attempt-<n>``: experiment state, checkpoints, result
     logs) at a URI pyarrow's filesystems open (``s3://...``, ``gs://...``, ``file:///shared``);
     default ``RUN_DIR/tune``. ``trial_resources``: custom Ray resources per trial (``{"node_b":
@@ -414,7 +417,7 @@ def run_study(
             check_gpus(gpu)
             check_cluster(request, address)
         except BaseException:
-            if started:
+            if started and not keep_ray:
                 ray.shutdown()
             raise
         checked = True
@@ -476,7 +479,7 @@ def run_study(
         if not searcher.queue and searcher.asked >= searcher.n_configs:
             book.write()
             log(f"study {spec.study_name}: all {total} trials are finished; nothing to run")
-            if started:
+            if started and not keep_ray:
                 ray.shutdown()
             return StudyResult(
                 run_dir,
@@ -487,7 +490,7 @@ def run_study(
                 False,
             )
     except BaseException:
-        if started:
+        if started and not keep_ray:
             ray.shutdown()
         raise
     if not checked:
@@ -570,7 +573,7 @@ def run_study(
             )
         return result
     finally:
-        if started:
+        if started and not keep_ray:
             ray.shutdown()
 
 

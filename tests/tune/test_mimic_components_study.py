@@ -10,7 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from study_cli import report_markdown, run_study
+from study_cli import (
+    report_markdown,
+    run_study,
+    study_session_fixture,  # noqa: F401 (the module's Ray + cache)
+)
 
 SMALL = ["seeds=[0]", "trainer.epochs=1", "trainer.batch_size=32", "data.n_train=96",
          "data.n_val=48", "data.n_test=48", "data.img_size=32"]  # fmt: skip
@@ -18,13 +22,13 @@ ROWS = ["supervised+ce", "supervised+scl", "supervised+mscl", "mim+ce", "mim+scl
 
 
 @pytest.mark.slow
-def test_mimic_components_runs_and_reports_table_ii(tmp_path: Path):
+def test_mimic_components_runs_and_reports_table_ii(tmp_path: Path, study_session: Path):
     run_dir, trials = run_study("mimic_components", tmp_path, SMALL)
     assert sorted(t["row"] for t in trials) == sorted(ROWS)
     assert all(t["status"] == "TERMINATED" for t in trials)
     assert all(0.0 <= float(t["best.test/acc"]) <= 1.0 for t in trials)
     # one MAE pre-training for the three MIM rows of the seed (cached hand-off)
-    assert len(list((tmp_path / "cache").rglob("handoff.pt"))) == 1
+    assert len(list(study_session.rglob("handoff.pt"))) == 1
     text = report_markdown(run_dir, tmp_path)
     for row in ROWS:
         assert row in text

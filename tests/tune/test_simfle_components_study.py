@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from study_cli import report_markdown, run_study
+from study_cli import (
+    report_markdown,
+    run_study,
+    study_session_fixture,  # noqa: F401 (the module's Ray + cache)
+)
 
 SMALL = ["seeds=[0]", "trainer.epochs=1", "stages.pretrain.trainer.epochs=1",
          "stages.pretrain.trainer.batch_size=32", "stages.pretrain.method.proj.hidden_dim=32",
@@ -23,13 +27,13 @@ ROWS = ["gfl-only", "semantic-direct", "random-distil", "simfle"]
 
 
 @pytest.mark.slow
-def test_simfle_components_runs_and_reports_table_3(tmp_path: Path):
+def test_simfle_components_runs_and_reports_table_3(tmp_path: Path, study_session: Path):
     run_dir, trials = run_study("simfle_components", tmp_path, SMALL)
     assert sorted(t["row"] for t in trials) == sorted(ROWS)
     assert all(t["status"] == "TERMINATED" for t in trials)
     assert all(0.0 <= float(t["best.test/acc"]) <= 1.0 for t in trials)
     # one pre-training per row, each handing on its backbone only
-    handoffs = [torch.load(p, weights_only=True) for p in (tmp_path / "cache").rglob("handoff.pt")]
+    handoffs = [torch.load(p, weights_only=True) for p in study_session.rglob("handoff.pt")]
     assert sorted(sorted(h) for h in handoffs) == [["backbone"]] * 4
     text = report_markdown(run_dir, tmp_path)
     for row in ROWS:

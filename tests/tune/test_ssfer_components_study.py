@@ -9,7 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from study_cli import report_markdown, run_study
+from study_cli import (
+    report_markdown,
+    run_study,
+    study_session_fixture,  # noqa: F401 (the module's Ray + cache)
+)
 
 ROWS = (
     '[{name: "baseline,fraction=0.5", set: {recipe: ssfer_finetune, '
@@ -27,14 +31,14 @@ SMALL = ["seeds=[0]", "trainer.epochs=1", "trainer.batch_size=16", "data.n_train
 
 
 @pytest.mark.slow
-def test_ssfer_components_runs_the_four_rows_and_reports_them(tmp_path: Path):
+def test_ssfer_components_runs_the_four_rows_and_reports_them(tmp_path: Path, study_session: Path):
     run_dir, trials = run_study("ssfer_components", tmp_path, SMALL)
     assert sorted(t["row"] for t in trials) == sorted(
         f"{r},fraction=0.5" for r in ("baseline", "facemix", "ema_teacher", "facemix+ema_teacher")
     )
     assert all(t["status"] == "TERMINATED" for t in trials), trials
     # one MAE stage for the four rows; the two three-stage rows cache their fine-tuning stage
-    assert len(list((tmp_path / "cache" / "stages").rglob("handoff.pt"))) == 3
+    assert len(list((study_session / "stages").rglob("handoff.pt"))) == 3
     text = report_markdown(run_dir, tmp_path)
     assert "Table 10" in text
     for row in ("baseline", "facemix", "ema_teacher", "facemix+ema_teacher"):

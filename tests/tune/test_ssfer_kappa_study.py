@@ -11,7 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from study_cli import report_markdown, run_study
+from study_cli import (
+    report_markdown,
+    run_study,
+    study_session_fixture,  # noqa: F401 (the module's Ray + cache)
+)
 
 SMALL = ["seeds=[0]", "trainer.epochs=1", "trainer.batch_size=16", "data.n_train=64",
          "data.n_val=16", "data.n_test=16", "data.img_size=32", "model.embed_dim=32",
@@ -23,9 +27,9 @@ SMALL = ["seeds=[0]", "trainer.epochs=1", "trainer.batch_size=16", "data.n_train
 
 
 @pytest.mark.slow
-def test_ssfer_kappa_runs_and_reports_one_column_per_fraction(tmp_path: Path):
+def test_ssfer_kappa_runs_and_reports_one_column_per_fraction(tmp_path: Path, study_session: Path):
     run_dir, trials = run_study("ssfer_kappa", tmp_path, SMALL)
-    cache = tmp_path / "cache"
+    cache = study_session
     assert sorted(t["row"] for t in trials) == sorted(
         f"kappa={k},fraction={f}" for k in ("iou", "ssim") for f in (0.25, 0.5)
     )

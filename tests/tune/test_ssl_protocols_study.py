@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from study_cli import report_markdown, run_study
+from study_cli import (
+    report_markdown,
+    run_study,
+    study_session_fixture,  # noqa: F401 (the module's Ray + cache)
+)
 
 SMALL = ["seeds=[0]", "trainer.epochs=1", "stages.pretrain.trainer.epochs=1",
          "stages.pretrain.trainer.batch_size=32", "stages.pretrain.method.proj.hidden_dim=32",
@@ -21,14 +25,14 @@ ROWS = [f"{m}-{p}" for m in METHODS for p in ("linear", "semi1", "semi10", "fine
 
 
 @pytest.mark.slow
-def test_ssl_protocols_runs_and_reports_table_1(tmp_path: Path):
+def test_ssl_protocols_runs_and_reports_table_1(tmp_path: Path, study_session: Path):
     run_dir, trials = run_study("ssl_protocols", tmp_path, SMALL)
     assert sorted(t["row"] for t in trials) == sorted(ROWS)
     assert all(t["status"] == "TERMINATED" for t in trials)
     assert all(0.0 <= float(t["best.test/acc"]) <= 1.0 for t in trials)
     # one pre-training per method (its four rows share it); the fine-tuning rows also cache
     # their linear stage (backbone + head)
-    handoffs = [torch.load(p, weights_only=True) for p in (tmp_path / "cache").rglob("handoff.pt")]
+    handoffs = [torch.load(p, weights_only=True) for p in study_session.rglob("handoff.pt")]
     assert sorted(sorted(h) for h in handoffs) == [["backbone"]] * 5 + [["backbone", "head"]] * 5
     text = report_markdown(run_dir, tmp_path)
     for row in ROWS:

@@ -10,7 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from study_cli import report_markdown, run_study
+from study_cli import (
+    report_markdown,
+    run_study,
+    study_session_fixture,  # noqa: F401 (the module's Ray + cache)
+)
 
 SMALL = ["seeds=[0]", "trainer.epochs=1", "trainer.batch_size=16", "data.n_train=48",
          "data.n_val=16", "data.n_test=16", "data.img_size=32"]  # fmt: skip
@@ -18,7 +22,7 @@ ROWS = ["baseline", "clbs", "clfm", "clfm+clbs", "msr", "msr+clbs", "msr+clfm", 
 
 
 @pytest.mark.slow
-def test_xl_components_runs_and_reports_table_iv(tmp_path: Path):
+def test_xl_components_runs_and_reports_table_iv(tmp_path: Path, study_session: Path):
     run_dir, rows = run_study("xl_components", tmp_path, SMALL)
     trials = {t["row"]: t for t in rows}
     assert sorted(trials) == sorted(ROWS)
