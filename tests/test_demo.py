@@ -18,10 +18,15 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL = ["seeds=[0]", "trainer.epochs=1", "data.n_train=300", "data.n_val=100", "data.n_test=100"]
 
 
-def _demo(tmp_path: Path) -> subprocess.CompletedProcess:
+def _args(tmp_path: Path) -> list[str]:
     args = ["--runs-root", str(tmp_path / "runs"), "--reports", str(tmp_path / "reports")]
     for ov in SMALL:
         args += ["-o", ov]
+    return args
+
+
+def _demo(tmp_path: Path) -> subprocess.CompletedProcess:
+    args = _args(tmp_path)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     return subprocess.run(
         [sys.executable, "-m", "fer_core.demo", *args],
@@ -35,7 +40,7 @@ def _demo(tmp_path: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_demo_runs_the_threshold_study_and_reports_it(tmp_path: Path):
+def test_demo_runs_the_threshold_study_and_reports_it(tmp_path: Path, monkeypatch, capsys):
     out = _demo(tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     run_dir = tmp_path / "runs" / "pll_threshold-synth"
@@ -60,10 +65,20 @@ def test_demo_runs_the_threshold_study_and_reports_it(tmp_path: Path):
     _check_console(out.stdout + out.stderr)
     _check_numbering(run_dir, rows, out.stdout)
     _check_tensorboard(run_dir, rows)
-    # a second `make demo` keeps the finished trials and runs nothing again
-    again = _demo(tmp_path)
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "--resume" in again.stdout and "nothing to run" in again.stdout
+    # a second `make demo` keeps the finished trials and runs nothing again; its two fer-study
+    # steps run in this process (the first run above ran them as subprocesses)
+    from fer_core import cli, demo
+
+    def in_process(*args: str) -> int:
+        print("$ fer-study " + " ".join(args), flush=True)
+        return cli.main(list(args))
+
+    monkeypatch.setattr(demo, "_fer_study", in_process)
+    monkeypatch.chdir(REPO)
+    capsys.readouterr()
+    assert demo.main(_args(tmp_path)) == 0
+    again = capsys.readouterr()
+    assert "--resume" in again.out and "nothing to run" in again.out, again.out + again.err
     with (run_dir / "trials.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == len(rows)
 

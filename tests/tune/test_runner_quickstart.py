@@ -1,32 +1,19 @@
-"""``fer-study run studies/quickstart.yaml`` end to end with the real trainer (reduced size)."""
+"""``fer-study run studies/quickstart.yaml`` end to end with the real trainer (reduced size), then
+``fer-study report``: both commands in this process (``study_cli``: the module's Ray session),
+as ``tests/test_demo.py`` runs them as subprocesses."""
 
 from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
 import pytest
+from study_cli import study_session_fixture  # noqa: F401 (the module's Ray + cache)
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "studies" / "quickstart.yaml"
-
-
-def _cli(*args: str, timeout: int = 400, command: str = "run") -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    return subprocess.run(
-        [sys.executable, "-m", "fer_core.cli", command, *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=timeout,
-        start_new_session=True,
-    )
 
 
 def test_dry_run_prints_the_plan(capsys):
@@ -38,12 +25,14 @@ def test_dry_run_prints_the_plan(capsys):
 
 
 @pytest.mark.slow
-def test_quickstart_end_to_end(tmp_path):
+def test_quickstart_end_to_end(tmp_path, study_session):
+    from fer_core.report.commands import main as report
+    from fer_core.tune.commands import main as run
+
     run_dir = tmp_path / "qs"
     small = ["-o", "seeds=[0]", "-o", "trainer.epochs=1", "--num-cpus", "2"]
     small += ["-o", "data.n_train=600", "-o", "data.n_val=150", "-o", "data.n_test=150"]
-    out = _cli(str(QUICKSTART), "--run-dir", str(run_dir), *small)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert run([str(QUICKSTART), "--run-dir", str(run_dir), *small]) == 0
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["data_hash"] and manifest["study_hash"]
     study = optuna.load_study(study_name=manifest["optuna_study"], storage=manifest["storage"])
@@ -60,8 +49,7 @@ def test_quickstart_end_to_end(tmp_path):
     # a finished run resumed runs nothing: tests/test_demo.py)
     # ... and the study's report comes out of it: the sensitivity table over sched.lr, with
     # mean +- std over the run's seeds, in every format
-    rep = _cli(str(run_dir), "--out", str(tmp_path / "rep"), command="report", timeout=300)
-    assert rep.returncode == 0, rep.stdout[-3000:] + rep.stderr[-3000:]
+    assert report([str(run_dir), "--out", str(tmp_path / "rep")]) == 0
     rep_dir = tmp_path / "rep"
     for name in ("report.md", "index.html", "tables/sensitivity.tex", "tables/sensitivity.csv"):
         assert (rep_dir / name).is_file(), name
