@@ -4,6 +4,9 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.install-stamp
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (one per core; test files stay whole, so a module's Ray
+# session is shared by its tests); TEST_WORKERS=0 runs the suite in this one process.
+TEST_WORKERS ?= 2
 comma   := ,
 
 .PHONY: demo test lint format bench clean install reports
@@ -22,7 +25,7 @@ demo: $(STAMP)
 	$(BIN)/python -m fer_core.demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
