@@ -1,7 +1,7 @@
 """Run a shipped study end to end at a reduced size, as a user would: ``fer-study run`` and
 ``fer-study report`` with their own argument lists, in this process.
 
-Shared by the end-to-end study tests of this folder (``test_*_study.py``). Each such module asks
+Shared by ``test_study_runs.py`` and ``test_runner_quickstart.py``. Each such module asks
 for the ``study_session`` fixture: one local Ray session (2 CPUs, started as ``fer-study run`` starts
 it) and a private stage cache for the module. In-process runs skip a second interpreter's start
 (~10 s of imports on 2 cores) and a Ray start per command; the commands themselves are the
