@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -196,9 +197,17 @@ def provenance_table(runs: Sequence[RunData]) -> Table:
 
 
 def commands(run: RunData) -> list[str]:
-    """How to look at a run live: TensorBoard over its trials and optuna-dashboard on its storage."""
+    """How to look at a run live: TensorBoard over its trials and optuna-dashboard on its storage.
+    A record without the trials' logs (``reports/<study>/``: trials.csv, study.yaml, manifest.json)
+    says where they stayed instead of giving commands that would find nothing."""
     from fer_core.tune.dashboard import tensorboard_command
 
+    if not (Path(run.run_dir) / "trials").is_dir():
+        where = run.manifest.get("storage") or "its run directory"
+        return [
+            f"# {run.run_dir} keeps the run's record, not its logs: TensorBoard's event files and",
+            f"# the Optuna storage stayed with the run ({where}); rerun it to watch it live",
+        ]
     return [
         tensorboard_command(run.run_dir),
         f"fer-study dashboard {run.run_dir}",

@@ -21,6 +21,7 @@ from fer_core.report.commands import main
 
 def test_all_formats_written(tmp_path, make_run):
     run = make_run(tmp_path / "runs", SENS_STUDY, "synth", "synthfer", sensitivity_rows())
+    (run / "trials").mkdir()  # the trials' logs, as a run has them
     out = build_report([run], out_dir=tmp_path / "rep")
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     for f in (
@@ -38,8 +39,11 @@ def test_all_formats_written(tmp_path, make_run):
     md = (out / "report.md").read_text()
     assert "![" in md and "plots/sensitivity.png" in md
     assert "tensorboard --logdir" in md and "fer-study dashboard" in md
+    (run / "trials").rmdir()  # a record without logs (reports/<study>/): no live commands
     only_md = build_report([run], formats="md", out_dir=tmp_path / "rep2")
     assert not (only_md / "index.html").exists() and not (only_md / "tables").exists()
+    md = (only_md / "report.md").read_text()
+    assert "keeps the run's record, not its logs" in md and "fer-study dashboard" not in md
 
 
 def test_cli_default_out_and_study_file(tmp_path, make_run, monkeypatch, capsys):

@@ -44,6 +44,7 @@ class _DomCounter(HTMLParser):
 
 def test_html_is_self_contained(tmp_path, make_run):
     run = make_run(tmp_path / "runs", SENS_STUDY, "synth", "synthfer", sensitivity_rows())
+    (run / "trials").mkdir()  # the trials' logs, as a run has them
     out = build_report([run], formats="html", out_dir=tmp_path / "rep")
     page = (out / "index.html").read_text()
     assert "<script" not in page and "http://" not in page and "https://" not in page
