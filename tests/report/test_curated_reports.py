@@ -56,8 +56,10 @@ def test_every_shipped_study_has_a_committed_report():
     missing = shipped - curated - PENDING
     assert not missing, f"no report in reports/ for {sorted(missing)}: make reports STUDY=<name>"
     index = (REPO / "reports" / "README.md").read_text(encoding="utf-8")
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
     for study in curated:
         assert f"[{study}]({study}/report.md)" in index, f"reports/README.md does not list {study}"
+        assert f"(reports/{study}/report.md)" in readme, f"README's study table: link {study}"
 
 
 def test_the_readme_demo_numbers_are_the_committed_report_s():
