@@ -16,11 +16,23 @@ from fer_core.study.distributions import Strict, check_knob_path
 
 
 class AblationRow(Strict):
-    """One named row of an ablation table: the knob settings that make it."""
+    """One named row of an ablation table: the knob settings that make it.
+
+    ``profiles`` adds settings to this row alone under a profile (``profiles: {synth: {...}}``):
+    the knobs only this row's method has, at that profile's size (the SimFLE row of
+    ``ssl_protocols`` sets FaceMAE's CPU size under ``synth``, knobs the BYOL rows lack). They are
+    applied after ``set`` and checked on this row's composed config like ``set``."""
 
     name: str
     set: dict[str, Any] = Field(default_factory=dict)
+    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
     note: str | None = None
+
+    def settings(self, profile: str) -> dict[str, Any]:
+        """``set`` plus this profile's additions (nested mappings flattened to dotted keys)."""
+        from fer_core.overrides import flatten
+
+        return {**flatten(self.set), **flatten(self.profiles.get(profile) or {})}
 
     @field_validator("name", mode="before")
     @classmethod

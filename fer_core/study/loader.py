@@ -260,7 +260,7 @@ def resolve(raw: RawStudy, profile: str | None) -> tuple[ResolvedStudy | None, l
             "baseline": model.ablation.baseline_name(),
             "design": model.ablation.design if model.ablation.factors else "rows",
             "rows": [
-                {"name": r.name, "set": flatten(r.set), **({"note": r.note} if r.note else {})}
+                {"name": r.name, "set": r.settings(profile), **({"note": r.note} if r.note else {})}
                 for r in model.ablation.expanded_rows()
             ],
         }

@@ -321,6 +321,13 @@ class StudyFile(Strict):
                 f"algorithm.name: {self.algorithm.name!r} with an ablation; ablation rows run "
                 "as a grid (use algorithm: grid)"
             )
+        for row in self.ablation.rows or [] if self.ablation is not None else []:
+            bad = [p for p in row.profiles if p not in self.profiles]
+            if bad:
+                raise ValueError(
+                    f"ablation.rows: row {row.name!r} sets profiles {bad} that the study does not "
+                    f"have; use {list(self.profiles)}"
+                )
         space = self.space or {}
         for path in space:
             check_knob_path(path)

@@ -174,3 +174,38 @@ def test_the_runner_reads_it(repo: Path):
     assert spec.study_name == "demo-paper" and spec.gpu == 1 and spec.seeds == [0, 1]
     assert spec.dataset == "rafdb" and spec.epochs == 3
     assert spec.space["sched.lr"] == {"grid": [0.001, 0.003]}
+
+
+ROW_PROFILES = """\
+name: rows
+base: {method: pll}
+profiles:
+  synth: {data: synthfer}
+  paper: {data: rafdb}
+ablation:
+  baseline: plain
+  rows:
+    - {name: plain, set: {method.decoder.enabled: false}}
+    - name: big
+      set: {method.decoder.enabled: true}
+      profiles: {synth: {method.decoder: {dim: 64}, trainer.epochs: 2}}
+"""
+
+
+def test_a_row_s_own_profile_settings_apply_to_that_row_under_that_profile(repo: Path):
+    path = _write(repo, ROW_PROFILES)
+    synth = load_study(path, "synth").ablation_rows()
+    assert synth["plain"] == {"method.decoder.enabled": False}
+    assert synth["big"] == {
+        "method.decoder.enabled": True,
+        "method.decoder.dim": 64,
+        "trainer.epochs": 2,
+    }
+    assert load_study(path, "paper").ablation_rows()["big"] == {"method.decoder.enabled": True}
+    # a knob the row's config lacks is caught by the knob check, at the row
+    _write(repo, ROW_PROFILES.replace("dim: 64", "dimm: 64"))
+    with pytest.raises(StudyValidationError, match="dimm"):
+        load_study(path, "synth")
+    _write(repo, ROW_PROFILES.replace("profiles: {synth:", "profiles: {cpu:"))
+    with pytest.raises(StudyValidationError, match=r"row 'big' sets profiles \['cpu'\].*synth"):
+        load_study(path, "synth", check_knobs=False)

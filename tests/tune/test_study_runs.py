@@ -5,7 +5,7 @@ Every study runs one seed, one epoch per stage and a small SynthFER; each test c
 its table needs, what the stage cache holds after its run (hand-offs written by this run) and
 that the report shows the rows beside the paper's numbers:
 
-- ``ssl_protocols``: Twenty rows (five self-supervised methods x linear / semi 1 % / semi 10 % / fine-tune) on one seed, one epoch per stage, a small SynthFER; the four rows of a method share one cached pre-training. The report's table holds every row and the paper's Table 1 numbers beside them.
+- ``ssl_protocols``: 24 rows (five self-supervised baselines and SimFLE x linear / semi 1 % / semi 10 % / fine-tune) on one seed, one epoch per stage, a small SynthFER; the four rows of a method share one cached pre-training (SimFLE's with FaceMAE at the rows' own synth size). The report's table holds every row and the paper's Table 1 numbers beside them.
 - ``simfle_components``: Table 3's four rows (GFL only, semantic + direct, random + distil, SimFLE) on one seed, one pre-training step and one probe epoch each, on 32 SynthFER images; every row pre-trains its own backbone. The report's table holds every row and the paper's Table 3 numbers beside them.
 - ``mimic_components``: Six rows (supervised / MIM pre-training x CE / SCL / MSCL) on one seed, one epoch, a small SynthFER; the three MIM rows share one cached MAE stage. The report's table holds every row and the paper's Table II numbers beside them.
 - ``xl_components``: 003 Table IV's eight rows (MSR / CLFM / CLBS on and off) on one seed, one epoch, a small SynthFER: every module on and each one off train through the real trainer and Ray Tune; each row reports exactly its modules' losses; the report's table holds every row and the paper's numbers.
@@ -41,7 +41,7 @@ def _new(cache: Path, before: set[Path]) -> list[Path]:
 SMALL_SSL_PROTOCOLS = ["seeds=[0]", "trainer.epochs=1", "stages.pretrain.trainer.epochs=1",
          "stages.pretrain.trainer.batch_size=32", "stages.pretrain.method.proj.hidden_dim=32",
          "data.n_train=32", "data.n_val=32", "data.n_test=32", "data.img_size=32"]  # fmt: skip
-METHODS_SSL_PROTOCOLS = ["byol", "simsiam", "moco", "mocov2", "simclr"]
+METHODS_SSL_PROTOCOLS = ["byol", "simsiam", "moco", "mocov2", "simclr", "simfle"]
 ROWS_SSL_PROTOCOLS = [
     f"{m}-{p}" for m in METHODS_SSL_PROTOCOLS for p in ("linear", "semi1", "semi10", "finetune")
 ]
@@ -56,11 +56,12 @@ def test_ssl_protocols_runs_and_reports_table_1(tmp_path: Path, study_session: P
     # one pre-training per method (its four rows share it); the fine-tuning rows also cache
     # their linear stage (backbone + head)
     handoffs = [torch.load(p, weights_only=True) for p in _new(study_session, before)]
-    assert sorted(sorted(h) for h in handoffs) == [["backbone"]] * 5 + [["backbone", "head"]] * 5
+    assert sorted(sorted(h) for h in handoffs) == [["backbone"]] * 6 + [["backbone", "head"]] * 6
     text = report_markdown(run_dir, tmp_path)
     for row in ROWS_SSL_PROTOCOLS:
         assert row in text
     assert "41.64" in text and "45.11" in text  # the paper's AN-8 numbers beside the rows
+    assert "44.01" in text and "52.61" in text  # SimFLE's own row of Table 1
 
 
 # --------------------------------------------------------------------------- simfle_components
