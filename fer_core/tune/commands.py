@@ -178,7 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fer-study run: {exc}", file=sys.stderr)
         return 1
     if args.dry_run:
-        print(dry_run(study))
+        gpu, note = trial_gpus(spec, args.gpus_per_trial, args.cpu_only)
+        if gpu != float(study.resources.get("gpu") or 0):  # the plan shows what the run would ask
+            study.resources = {**study.resources, "gpu": gpu}
+        print(dry_run(study) + (f"\n{note}" if note else ""))
         return 0
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(spec)
     if is_started(run_dir) and not args.resume:

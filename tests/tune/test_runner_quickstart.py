@@ -22,6 +22,13 @@ def test_dry_run_prints_the_plan(capsys):
     assert main([str(QUICKSTART), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "8 trials" in out and "sched.lr" in out
+    # the plan shows the GPUs the run would ask: --gpus-per-trial and --cpu-only change them
+    paper = [str(QUICKSTART), "--dry-run", "--profile", "paper"]
+    assert main([*paper, "--gpus-per-trial", "0.5"]) == 0
+    assert "resources per trial: cpu 4, gpu 0.5;" in capsys.readouterr().out
+    assert main([*paper, "--cpu-only"]) == 0
+    out = capsys.readouterr().out
+    assert "resources per trial: cpu 4, gpu 0;" in out and "--cpu-only: the study asks 1 GPU" in out
 
 
 @pytest.mark.slow
