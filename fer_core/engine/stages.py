@@ -3,7 +3,9 @@
 A stage's entry lives at ``$FER_STUDY_CACHE/stages/<key>`` where ``key`` hashes the stage's
 resolved config (its seed and ``init_from`` included, minus bookkeeping knobs that cannot change
 its result), the key of the stage before it (which hashes everything before that) and the data
-hash. ``fer_core.cache.build_once`` takes a file lock and renames atomically, so a sweep over a
+hash, and the code that trains it (``code_version()``: a hash of the package's Python and config
+files, so an entry built before a fix is never taken for the fixed code's result; a sweep runs
+one code version). ``fer_core.cache.build_once`` takes a file lock and renames atomically, so a sweep over a
 last-stage knob runs each earlier stage once per seed, across trials and studies. An entry holds
 ``handoff.pt`` (the stage's ``Method.handoff_state()``: named parts) and ``history.json`` (its
 per-epoch metrics).
@@ -11,8 +13,10 @@ per-epoch metrics).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -42,6 +46,16 @@ _SEMI_BUDGET = ("fraction", "per_class", "total")
 _FACES_IGNORE = ("label_noise", "drop_class", "keep_fraction", "n_val", "n_test", "val_fraction")
 
 
+@cache
+def code_version() -> str:
+    """A hash of every ``.py`` and ``.yaml`` file of the ``fer_core`` package (path and bytes)."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".yaml")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def stage_key(stage_cfg: dict, previous_key: str, data_tag: str = "") -> str:
     cfg = json.loads(json.dumps(stage_cfg))
     trainer = cfg.get("trainer", {})
@@ -55,7 +69,9 @@ def stage_key(stage_cfg: dict, previous_key: str, data_tag: str = "") -> str:
     if (cfg.get("data") or {}).get("name") == "faces":
         for k in _FACES_IGNORE:
             cfg["data"].pop(k, None)
-    return config_hash({"v": 2, "stage": cfg, "previous": previous_key, "data": data_tag})
+    return config_hash(
+        {"v": 3, "code": code_version(), "stage": cfg, "previous": previous_key, "data": data_tag}
+    )
 
 
 def cached_stage(

@@ -50,3 +50,29 @@ def test_stage_key_ignores_bookkeeping():
     assert stages_mod.stage_key(st, "") == stages_mod.stage_key(other, "")
     changed = {**st, "trainer": {**st["trainer"], "seed": 5}}
     assert stages_mod.stage_key(st, "") != stages_mod.stage_key(changed, "")
+
+
+def test_stage_key_changes_with_the_code_that_trains_the_stage(tmp_path, monkeypatch):
+    """An entry built by other code (a fix since) is not this code's result: the key hashes
+    fer_core's .py and .yaml files, so editing one gives every stage a new key."""
+    ((_, st),) = stage_configs(compose(["trainer.epochs=1"]))
+    before = stages_mod.stage_key(st, "")
+    version = stages_mod.code_version()
+    assert len(version) == 16 and version == stages_mod.code_version()
+    pkg = tmp_path / "fer_core" / "engine"
+    pkg.mkdir(parents=True)
+    (pkg / "stages.py").write_text("x = 1\n")
+    monkeypatch.setattr(stages_mod, "__file__", str(pkg / "stages.py"))
+    stages_mod.code_version.cache_clear()
+    try:
+        assert stages_mod.stage_key(st, "") != before
+        (pkg / "stages.py").write_text("x = 2\n")  # one byte of one file
+        stages_mod.code_version.cache_clear()
+        first = stages_mod.code_version()
+        (pkg / "stages.py").write_text("x = 1\n")
+        stages_mod.code_version.cache_clear()
+        assert stages_mod.code_version() != first
+    finally:
+        monkeypatch.undo()
+        stages_mod.code_version.cache_clear()
+    assert stages_mod.stage_key(st, "") == before
