@@ -201,10 +201,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# the environment of the commands run against the module's `ray start --head` (set by `workdir`).
+# They run in a process of their own: Ray reads RAY_AUTH_MODE once per process, and a test process
+# that had joined a token-less head would fail every later local Ray session of its xdist worker.
+CLUSTER_ENV: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """The module's working directory (``studies/`` linked in, a SynthFER RAF-DB export, a
-    private cache) and a ``ray start --head`` on 127.0.0.1 with one fake GPU, as RAY_ADDRESS."""
+    """The module's working directory (``studies/`` linked in, later a SynthFER RAF-DB export) and
+    a ``ray start --head`` on 127.0.0.1 with one fake GPU (``CLUSTER_ENV``: its RAY_ADDRESS)."""
     from test_multinode import ENV as RAY_ENV
     from test_multinode import _ray_start, _stop_session
 
@@ -217,18 +223,24 @@ def workdir(tmp_path_factory):
         ["--head", "--port", str(port), "--num-cpus", "2", "--num-gpus", "1",
          "--include-dashboard", "false"], temp / "head",
     )  # fmt: skip
+    CLUSTER_ENV.update(RAY_ENV, RAY_ADDRESS=f"127.0.0.1:{port}")
     cwd = os.getcwd()
-    saved = {k: os.environ.get(k) for k in ("RAY_ADDRESS", "RAY_AUTH_MODE", "FER_STUDY_CACHE")}
-    os.environ.update(RAY_ADDRESS=f"127.0.0.1:{port}", RAY_AUTH_MODE=RAY_ENV["RAY_AUTH_MODE"])
-    os.environ["FER_STUDY_CACHE"] = str(tmp / "cache")
     os.chdir(tmp)
     try:
         yield tmp
     finally:
         os.chdir(cwd)
-        for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        CLUSTER_ENV.clear()
         _stop_session(head)
+
+
+def _on_the_cluster(argv: list[str], cwd: Path) -> tuple[int, str]:
+    """``fer-study ARGV`` in a process of its own with ``CLUSTER_ENV`` (``--address auto``)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "fer_core.cli", *argv], cwd=cwd, env={**os.environ, **CLUSTER_ENV},
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    return out.returncode, out.stdout + out.stderr
 
 
 def _pairs(argv: list[str]) -> set[tuple[str, str | None]]:
@@ -276,6 +288,10 @@ def test_every_readme_fer_study_command_runs(workdir, capsys):
     todo += runs + [argv for _, kind, argv in cmds if kind == "cli" and argv[0] == "report"]
     (workdir / "runs" / "pll_threshold-synth").symlink_to(workdir / "runs" / "pll_tau-synth")
     for argv in todo:
+        if "--address" in argv:
+            rc, text = _on_the_cluster(argv, workdir)
+            assert rc == 0, f"ran: {argv}\n{text[-4000:]}"
+            continue
         rc = _cli(argv)
         out = capsys.readouterr()
         assert rc == 0, f"ran: {argv}\n{out.out[-3000:]}\n{out.err[-3000:]}"
