@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 
 from fer_core.data import affectnet, faces, ferplus, folder, rafdb, sfew, synthfer_dataset  # noqa: F401 (registers)
-from fer_core.data._registry import DATASETS, LAYOUTS
+from fer_core.data._registry import DATASETS, LAYOUTS, VALUE_CHECKS
 from fer_core.data.base import (
     CLASS_NAMES,
     VOTE_COLUMNS,
@@ -28,6 +28,7 @@ __all__ = [
     "FERImageSet",
     "LAYOUTS",
     "build_splits",
+    "check_data",
     "class_names",
     "dataset_kwargs",
     "list_datasets",
@@ -50,6 +51,26 @@ def dataset_kwargs(name: str) -> dict[str, object]:
     """The keyword arguments of dataset ``name`` and their defaults (the config group's keys)."""
     sig = inspect.signature(DATASETS.get(name))
     return {**{k: p.default for k, p in sig.parameters.items()}, **COMMON_KWARGS}
+
+
+def check_data(name: str, **kwargs) -> None:
+    """Check the ``data`` group's keys and values for dataset ``name`` without building it.
+
+    Unknown keys and ``data.label_noise`` for every dataset, and the dataset's own value checks
+    where it registers them (``VALUE_CHECKS``: SynthFER's knobs); a real dataset's files are
+    checked when it is built (``fer-study data check``). Raises ValueError naming the knob.
+    """
+    allowed = dataset_kwargs(name)
+    bad = sorted(set(kwargs) - set(allowed))
+    if bad:
+        raise ValueError(
+            f"unknown data key(s) {', '.join(bad)} for dataset {name!r}; allowed: {', '.join(allowed)}"
+        )
+    check_label_noise(kwargs.get("label_noise", 0.0))
+    check = VALUE_CHECKS.get(name)
+    if check is not None:
+        own = {k: v for k, v in allowed.items() if k not in COMMON_KWARGS}
+        check(**{**own, **{k: v for k, v in kwargs.items() if k in own}})
 
 
 def build_splits(name: str, **kwargs) -> DataSplits:

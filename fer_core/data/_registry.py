@@ -24,6 +24,11 @@ class Layout:
 
 LAYOUTS: dict[str, Layout] = {}
 
+#: Value checks a dataset runs on its knobs without building anything (name -> check(**kwargs),
+#: the builder's keyword arguments with its defaults filled in): ``fer_core.data.check_data``,
+#: which the study check calls so that ``--dry-run`` refuses what the build would.
+VALUE_CHECKS: dict[str, Callable[..., None]] = {}
+
 
 def register_layout(layout: Layout) -> None:
     LAYOUTS[layout.name] = layout

@@ -95,7 +95,14 @@ def check_knobs(**k) -> None:
             f"data.num_annotators must be an integer >= 1, got {k['num_annotators']!r}"
         )
     if k["label_source"] not in ("votes", "true"):
-        raise ValueError(f"data.label_source must be 'votes' or 'true', got {k['label_source']!r}")
+        hint = (
+            " (YAML reads an unquoted true as a boolean: quote it)"
+            if k["label_source"] is True
+            else ""
+        )
+        raise ValueError(
+            f"data.label_source must be 'votes' or 'true', got {k['label_source']!r}{hint}"
+        )
     if k.get("vote_source", "simulated") not in VOTE_SOURCES:
         raise ValueError(
             f"data.vote_source must be one of {', '.join(VOTE_SOURCES)}, got {k['vote_source']!r}"

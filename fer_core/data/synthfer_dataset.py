@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fer_core.data._registry import DATASETS
+from fer_core.data._registry import DATASETS, VALUE_CHECKS
 from fer_core.data.base import DataSplits
 from fer_core.data.decoded import cached_entry, finish_splits
 from fer_core.data.synthfer import VERSION, check_knobs, generate
@@ -51,10 +51,18 @@ def build_synthfer(
     )  # fmt: skip
     if vote_source != "simulated":  # simulated keeps the knob set (and cache key) of version 1
         knobs["vote_source"] = vote_source
-    check_knobs(**knobs)
-    if not 0.0 <= float(val_fraction) < 1.0:
-        raise ValueError(f"data.val_fraction must be in [0, 1), got {val_fraction!r}")
+    check_synthfer(**knobs, val_fraction=val_fraction)
     key_obj = {"version": VERSION, **knobs}
     info = {"name": "synthfer", "num_classes": num_classes, "meta": {"generator_version": VERSION}}
     splits, info, key = cached_entry("synthfer", key_obj, lambda: (generate(**knobs), info))
     return finish_splits(splits, info, key, val_fraction=float(val_fraction), seed=seed)
+
+
+def check_synthfer(*, val_fraction: float = 0.1, **knobs) -> None:
+    """The ``synthfer`` knobs' values (ValueError naming the knob), before anything is drawn."""
+    check_knobs(**knobs)
+    if not 0.0 <= float(val_fraction) < 1.0:
+        raise ValueError(f"data.val_fraction must be in [0, 1), got {val_fraction!r}")
+
+
+VALUE_CHECKS["synthfer"] = check_synthfer

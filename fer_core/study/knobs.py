@@ -97,6 +97,7 @@ def check_knob_paths(resolved: ResolvedStudy, lines: dict[Loc, int]) -> list[Stu
         merged.update(settings)
         try:
             cfg = compose(to_overrides(merged))
+            check_config_data(cfg)
         except ValueError as exc:
             loc = _blame(str(exc), settings, where, resolved)
             if loc[:1] == ("base",) and len(loc) > 1:
@@ -120,6 +121,35 @@ def check_knob_paths(resolved: ResolvedStudy, lines: dict[Loc, int]) -> list[Stu
     if not errors:
         errors += check_metric_names(resolved, lines, named)
     return errors
+
+
+def check_config_data(cfg) -> None:
+    """The values of a composed config's ``data`` group, and of each stage's, as the dataset
+    checks them when it is built (``fer_core.data.check_data``): ``--dry-run`` refuses what the
+    run would. A stage's error is prefixed ``stage '<name>': ``."""
+    from omegaconf import DictConfig, OmegaConf
+
+    from fer_core.data import check_data, dataset_kwargs
+
+    def plain(node) -> dict:
+        return (
+            OmegaConf.to_container(node, resolve=True)
+            if isinstance(node, DictConfig)
+            else dict(node or {})
+        )
+
+    groups = [("", plain(cfg.get("data")))]
+    for name, stage in (cfg.get("stages") or {}).items():
+        groups.append((f"stage {name!r}: ", plain(plain(stage).get("data"))))
+    for where, data in groups:
+        name = data.pop("name", None)
+        if name is None:
+            continue
+        allowed = dataset_kwargs(name)  # keys of the trainer's data group the builder does not take
+        try:
+            check_data(name, **{k: v for k, v in data.items() if k in allowed})
+        except ValueError as exc:
+            raise ValueError(f"{where}{exc}") from None
 
 
 def _short(settings: dict[str, Any]) -> str:

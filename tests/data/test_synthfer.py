@@ -122,3 +122,18 @@ def test_default_vote_statistics():
     assert 0.75 <= majority <= 0.85
     assert top2 > majority + 0.12 and top2 > top1
     assert votes.sum(1).eq(10).all()
+
+
+def test_check_data_refuses_what_the_build_refuses_without_building():
+    from fer_core.data import check_data
+
+    check_data("synthfer", n_train=10, label_source="true")
+    check_data("rafdb", root="/nowhere", label_noise=0.2)  # a real dataset's files: at build time
+    with pytest.raises(ValueError, match="YAML reads an unquoted true as a boolean"):
+        check_data("synthfer", label_source=True)
+    with pytest.raises(ValueError, match=r"data.val_fraction must be in \[0, 1\), got 1.0"):
+        check_data("synthfer", val_fraction=1.0)
+    with pytest.raises(ValueError, match="unknown data key.*bogus"):
+        check_data("synthfer", bogus=1)
+    with pytest.raises(ValueError, match="data.label_noise"):
+        check_data("synthfer", label_noise=-0.1)

@@ -91,3 +91,36 @@ def test_command_line_typo_is_named(tmp_path: Path):
     (err,) = info.value.errors
     assert err.key == "-o trainer.epoch" and err.line is None
     assert "Did you mean 'trainer.epochs'?" in err.message
+
+
+def test_a_data_value_the_build_refuses_fails_the_study_check(tmp_path: Path):
+    """``--dry-run`` refuses what ``fer-study run`` would refuse when it builds the data: an
+    unquoted ``true`` (YAML's boolean) for SynthFER's label source, a stage's bad value, noise."""
+    text = STUDY.replace(
+        "synth: {data: synthfer}", "synth: {data: synthfer, data.label_source: true}"
+    )
+    with pytest.raises(StudyValidationError) as info:
+        load_study(_write(tmp_path, text))
+    (err,) = info.value.errors
+    assert err.key == "profiles.synth.data.label_source" and err.line == 4
+    assert "'votes' or 'true', got True" in err.message and "quote it" in err.message
+    quoted = STUDY.replace(
+        "synth: {data: synthfer}", "synth: {data: synthfer, data.label_source: 'true'}"
+    )
+    load_study(_write(tmp_path, quoted))
+    noisy = STUDY.replace("trainer.epochs: 1}", "trainer.epochs: 1, data.label_noise: 1.5}")
+    with pytest.raises(
+        StudyValidationError, match=r"data.label_noise must be a number in \[0, 1\)"
+    ):
+        load_study(_write(tmp_path, noisy))
+
+
+def test_a_stage_s_data_values_are_checked_and_named():
+    from fer_core.engine.build import compose
+    from fer_core.study.knobs import check_config_data
+
+    check_config_data(compose(["recipe=ssfer", "data=synthfer"]))
+    with pytest.raises(ValueError, match=r"stage 'finetune': data.img_size must be an integer"):
+        check_config_data(
+            compose(["recipe=ssfer", "data=synthfer", "stages.finetune.data.img_size=8"])
+        )
