@@ -81,7 +81,9 @@ def add_diagnostics(
             by_key = {str(k): r for k, r in zip(grp["key"], grp.to_dict("records"))}
             df[col] = [value_text(by_key[str(k)]) if str(k) in by_key else "–" for k in df[key_col]]
             bold[col] = False
-    listed = "; ".join(f"{', '.join(map(str, keys))} ({run})" for run, keys in groups)
+    listed = "; ".join(
+        ", ".join(map(str, keys)) + (f" ({run})" if run else "") for run, keys in groups
+    )
     why = (
         f"{', '.join(diag)} beside each row shows what the method did"
         if diag

@@ -58,6 +58,27 @@ def test_single_stray_votes_are_not_candidates():
     assert c1[0].nonzero().flatten().tolist() == [0, 1, 2] and c1[2].sum() == 4
 
 
+def test_with_ten_votes_k3_and_k4_are_the_same_sets():
+    """Every way of spreading 10 votes over the 7 emotions (8,008): with counts of at least 2 and
+    ties kept, K = 3 and K = 4 give the same candidate set (four classes of >= 2 votes in 10 leave
+    the third and fourth at exactly 2, a tie K = 3 keeps), so pll_k's K = 3 and K = 4 rows agree
+    on SynthFER's and FERPlus's 10 annotators; K = 2 differs, and with 20 votes K = 4 does."""
+    import itertools
+
+    rows = [
+        [b - a - 1 for a, b in zip((-1, *bars), (*bars, 16), strict=True)]
+        for bars in itertools.combinations(range(16), 6)
+    ]
+    votes = torch.zeros(len(rows), 10)
+    votes[:, :7] = torch.tensor(rows, dtype=torch.float32)
+    assert len(rows) == 8008 and bool((votes.sum(1) == 10).all())
+    c2, c3, c4 = (vote_candidates(votes, k, 7) for k in (2, 3, 4))
+    assert torch.equal(c3, c4)
+    assert int((c2 != c3).any(1).sum()) > 0
+    twenty = torch.tensor([[6.0, 5, 4, 3, 2, 0, 0, 0, 0, 0]])
+    assert vote_candidates(twenty, 3, 7).sum() == 3 and vote_candidates(twenty, 4, 7).sum() == 4
+
+
 def test_vote_entropy_by_hand():
     votes = V(
         [10, 0, 0, 0, 0, 0, 0, 0, 0, 0],

@@ -64,3 +64,18 @@ def test_no_identical_rows_no_columns(tmp_path, make_run):
     table = next(t for t in report.tables if t.name == "sensitivity")
     assert identical_groups(cell_stats(report.runs, "sensitivity")) == []
     assert "identical to" not in table.df.columns and "pll/revised" not in table.df.columns
+
+
+def test_the_identical_rows_note_names_a_run_only_when_it_has_a_name(tmp_path, make_run):
+    import dataclasses
+
+    run = make_run(tmp_path / "runs", STUDY, "synth", "synthfer", _rows())
+    (data,) = load_runs([run])
+
+    def note(runs) -> str:
+        table = next(t for t in assemble(runs).tables if t.name == "sensitivity")
+        return next(n for n in table.notes if n.startswith("Identical rows"))
+
+    assert note([data]).startswith(f"Identical rows: 0.6, 0.9 ({data.label}) agree")
+    unnamed = dataclasses.replace(data, label="")  # a curated report's one run has no label
+    assert note([unnamed]).startswith("Identical rows: 0.6, 0.9 agree in every metric")
