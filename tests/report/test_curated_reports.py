@@ -41,7 +41,7 @@ PENDING = {
     "gwo_lr", "mimic_batch", "mimic_components", "mimic_lambda", "mimic_pool",
     "mimic_pretraining", "mimic_proj_dim", "mimic_proj_head", "mimic_tau",
     "pll_pretraining", "pll_vs_softmax",
-    "ssfer_labels_per_class", "ssfer_loss", "ssfer_noise",
+    "ssfer_labels_per_class", "ssfer_noise",
     "ssl_protocols", "xl_alpha_beta", "xl_centers", "xl_clusters", "xl_components", "xl_partial",
     "xl_seeds", "xl_unseen",
 }  # fmt: skip
