@@ -85,6 +85,17 @@ def run_study(study_file: Path, run_dir: Path, overrides: list[str]) -> tuple[in
     return rc, time.monotonic() - start
 
 
+def ran_since(run_dir: Path, began: dt.datetime) -> bool:
+    """Whether ``run_dir``'s manifest records a ``fer-study run`` started at or after ``began``
+    (``runs[].at``, whole seconds): a run refused before it started (a study changed since its run
+    directory was made, a bad setting) leaves only an earlier run's results there."""
+    try:
+        runs = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8")).get("runs", [])
+        return any(dt.datetime.fromisoformat(r["at"]) >= began.replace(microsecond=0) for r in runs)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def curate(run_dir: Path, out_dir: Path, measured: dict) -> Path:
     """Copy ``run_dir``'s record into ``out_dir`` and write its report there (md, csv, png)."""
     out_dir = Path(out_dir)
@@ -128,6 +139,7 @@ def write_index(out_root: Path) -> Path:
         "| study | trials done | measured (UTC) | commit | machine | run wall (s) |",
         "|---|---|---|---|---|---|",
     ]
+    out_root.mkdir(parents=True, exist_ok=True)  # a first make reports whose runs all failed
     for d in sorted(p for p in out_root.iterdir() if (p / "MEASURED.json").is_file()):
         m = json.loads((d / "MEASURED.json").read_text(encoding="utf-8"))
         done = f"{m.get('trials_done', '?')} / {m.get('trials', '?')}"
@@ -166,12 +178,20 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     for name in names:
         run_dir = Path(args.runs_root) / f"{name}-{PROFILE}"
+        began = dt.datetime.now(dt.UTC)
         rc, wall = run_study(studies / f"{name}.yaml", run_dir, args.overrides)
         if rc != 0:
             failed.append(name)
             print(f"make reports: {name}: fer-study run stopped with exit code {rc}", flush=True)
             if not (run_dir / "trials.csv").is_file():
                 continue  # nothing measured to report; finished trials of others are kept
+            if not ran_since(run_dir, began):  # its results are an earlier run's, of other code
+                print(
+                    f"make reports: {name}: the run did not start, so {run_dir} holds only an "
+                    f"earlier run's results; {Path(args.out) / name} is left as it was",
+                    flush=True,
+                )
+                continue
         measured = {
             "study": name,
             "profile": PROFILE,

@@ -36,3 +36,31 @@ def test_unknown_study_is_named(tmp_path, capsys):
     rc = main(["--study", "pll_tua", "--studies", str(tmp_path / "studies")])
     assert rc == 2
     assert "STUDY=pll_tua is not in" in capsys.readouterr().out
+
+
+def test_a_run_that_did_not_start_leaves_the_curated_report_alone(tmp_path, make_run, monkeypatch):
+    """A refused resume (the study changed since its run directory was made) exits non-zero
+    before running anything: the run directory's results are an earlier run's, so they are not
+    curated as this commit's. A run that started and then failed is curated (its finished
+    trials are kept)."""
+    import fer_core.report.curate as curate_mod
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "sens_demo.yaml").write_text("name: sens_demo\n")
+    old = {"runs": [{"at": "2026-01-01T00:00:00+00:00", "command": ["fer-study", "run"]}]}
+    run = make_run(tmp_path / "runs", SENS_STUDY, "synth", "synthfer", sensitivity_rows(), old)
+    monkeypatch.setattr(curate_mod, "run_study", lambda *a: (1, 0.5))
+    rc = main(["--study", "sens_demo", "--studies", "studies", "--runs-root", "runs"])
+    assert rc == 1 and not (tmp_path / "reports" / "sens_demo").exists()
+
+    def started_then_failed(*a):
+        now = curate_mod.dt.datetime.now(curate_mod.dt.UTC).isoformat(timespec="seconds")
+        manifest = json.loads((run / "manifest.json").read_text())
+        manifest["runs"].append({"at": now, "command": ["fer-study", "run", "--resume"]})
+        (run / "manifest.json").write_text(json.dumps(manifest))
+        return 1, 0.5
+
+    monkeypatch.setattr(curate_mod, "run_study", started_then_failed)
+    rc = main(["--study", "sens_demo", "--studies", "studies", "--runs-root", "runs"])
+    assert rc == 1 and (tmp_path / "reports" / "sens_demo" / "report.md").is_file()
