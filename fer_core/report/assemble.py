@@ -27,6 +27,7 @@ from fer_core.report.collect import (
     report_kind,
     report_metrics,
     study_seeds,
+    titled,
     val_fraction_zero,
 )
 from fer_core.report.design import expected_keys, sensitivity_x
@@ -250,8 +251,8 @@ def to_markdown_report(report: Report, plot_dir: str = "plots") -> str:
         out += ["```sh", *commands(run), "```", ""]
     for run in report.runs:
         study_text = run.study_text or yaml.safe_dump(run.study, sort_keys=False)
-        out += [f"## Study file ({run.label}: {run.run_dir}/study.yaml)", "", "```yaml"]
+        out += [f"## {titled('Study file', run.label, f'{run.run_dir}/study.yaml')}", "", "```yaml"]
         out += [study_text.rstrip(), "```", ""]
-        out += [f"## Resolved base config ({run.label})", "", "```yaml"]
+        out += [f"## {titled('Resolved base config', run.label)}", "", "```yaml"]
         out += [base_config_text(run).rstrip(), "```", ""]
     return "\n".join(out)

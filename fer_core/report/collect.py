@@ -280,6 +280,13 @@ def _runs_of_study_file(path: Path, runs_root: str | Path | None) -> list[Path]:
     return found
 
 
+def titled(text: str, label: str, detail: str = "") -> str:
+    """``text (label: detail)``, without empty parentheses for an unlabelled run (a curated
+    report's one run, loaded by ``load_run``)."""
+    inner = ": ".join(t for t in (label, detail) if t)
+    return f"{text} ({inner})" if inner else text
+
+
 def load_runs(
     sources: str | Path | Sequence[str | Path], runs_root: str | Path | None = None
 ) -> list[RunData]:

@@ -13,7 +13,7 @@ import re
 import yaml
 
 from fer_core.report.assemble import GLOSSARY, Report, base_config_text, commands
-from fer_core.report.collect import report_metrics
+from fer_core.report.collect import report_metrics, titled
 from fer_core.report.render import to_html
 
 _CSS = """
@@ -86,12 +86,18 @@ def to_html_report(report: Report) -> str:
     parts.append('<h2 id="live">Live views</h2>')
     for run in report.runs:
         cmds = "\n".join(commands(run))
-        parts.append(f"<p>{esc(run.label)}:</p><pre>{esc(cmds)}</pre>")
+        parts.append(
+            f"<p>{esc(run.label)}:</p><pre>{esc(cmds)}</pre>"
+            if run.label
+            else f"<pre>{esc(cmds)}</pre>"
+        )
     for run in report.runs:
         study_text = run.study_text or yaml.safe_dump(run.study, sort_keys=False)
-        parts.append(f"<h2>Study file ({esc(run.label)}: {esc(str(run.run_dir))}/study.yaml)</h2>")
+        parts.append(
+            f"<h2>{esc(titled('Study file', run.label, f'{run.run_dir}/study.yaml'))}</h2>"
+        )
         parts.append(f"<pre>{esc(study_text)}</pre>")
-        parts.append(f"<h2>Resolved base config ({esc(run.label)})</h2>")
+        parts.append(f"<h2>{esc(titled('Resolved base config', run.label))}</h2>")
         parts.append(f"<pre>{esc(base_config_text(run))}</pre>")
     parts.append("</body></html>")
     return "\n".join(parts)

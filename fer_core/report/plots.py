@@ -142,7 +142,14 @@ def sensitivity_figure(
             es = [
                 0.0 if math.isnan(have["std"].iloc[i]) else have["std"].iloc[i] * f for i in order
             ]
-            line = ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=f"ours: {run_label}")
+            line = ax.errorbar(
+                xs,
+                ys,
+                yerr=es,
+                marker="o",
+                capsize=3,
+                label=f"ours: {run_label}" if run_label else "ours",
+            )
             colors.setdefault(str(grp["dataset"].iloc[0]), line[0].get_color())
             run_colors.setdefault(run_label.split(" · ")[0], line[0].get_color())
             best = best_key(grp, metric, study)

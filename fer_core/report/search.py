@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from fer_core.report import stats  # noqa: E402
-from fer_core.report.collect import DONE, RunData, metric_column, report_metrics  # noqa: E402
+from fer_core.report.collect import DONE, RunData, metric_column, report_metrics, titled  # noqa: E402
 from fer_core.report.plots import Plot, render  # noqa: E402
 from fer_core.report.tables import Table, fmt_num, higher_is_better  # noqa: E402
 
@@ -76,7 +76,7 @@ def best_trials_table(run: RunData, top_k: int = TOP_K, source: str = "best") ->
     if len(df):
         bold.iloc[0] = True
     return Table(
-        f"best_trials_{run.profile}", f"Best configurations ({run.label})", df, bold, notes
+        f"best_trials_{run.profile}", titled("Best configurations", run.label), df, bold, notes
     )
 
 
@@ -139,7 +139,7 @@ def importances_table(run: RunData, study) -> Table | None:
     bold = pd.DataFrame(False, index=df.index, columns=df.columns)
     return Table(
         f"importances_{run.profile}",
-        f"Parameter importances ({run.label})",
+        titled("Parameter importances", run.label),
         df,
         bold,
         [f"fANOVA over {len(complete)} complete Optuna trials (values sum to 1)."],
@@ -184,7 +184,7 @@ def optuna_plots(run: RunData, study) -> list[Plot]:
                 run.notes.append(f"Optuna {name} plot failed: {exc}")
                 continue
             fig = ax.flat[0].figure if hasattr(ax, "flat") else ax.figure
-            plots.append(render(fig, f"{name}_{run.profile}", f"{caption} ({run.label})"))
+            plots.append(render(fig, f"{name}_{run.profile}", titled(caption, run.label)))
             plt.close(fig)
     return plots
 

@@ -22,6 +22,9 @@ def test_curated_folder_holds_record_report_and_provenance(tmp_path, make_run, m
     assert not [n for n in names if n.endswith((".html", ".svg", ".tex"))]  # small diffs only
     m = json.loads((out / "MEASURED.json").read_text())
     assert m["trials_done"] == m["trials"] == 6 and m["commit"] == "abc"
+    md = (out / "report.md").read_text()
+    assert "()" not in md and "(: " not in md  # its one run has no label: no empty parentheses
+    assert f"## Study file ({out}/study.yaml)" in md
     # every committed table rebuilds from the copied record
     rebuilt = assemble([load_run(out)])
     for table in rebuilt.tables:
