@@ -40,7 +40,7 @@ def test_committed_tables_rebuild_from_the_record(study, monkeypatch):
 PENDING = {
     "mimic_batch", "mimic_components", "mimic_lambda", "mimic_pool",
     "mimic_pretraining", "mimic_proj_dim", "mimic_proj_head", "mimic_tau",
-    "ssfer_labels_per_class", 
+    
     "ssl_protocols", "xl_alpha_beta", "xl_centers", "xl_clusters", "xl_components", "xl_partial",
     "xl_seeds", "xl_unseen",
 }  # fmt: skip
