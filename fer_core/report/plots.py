@@ -195,25 +195,54 @@ def sensitivity_figure(
 
 def place_clear_of_bars(ax, text: str, x: float, mean: float, err: float, color: str):
     """Annotate ``text`` at ``x`` just above the top of its error bar, or below its bottom when
-    the space above crosses any error bar or marker of the axes; returns the Text artist."""
-    tries = [((0, 5), mean + err, "bottom"), ((0, -5), mean - err, "top")]
-    ann = None
-    for offset, y, va in tries:
+    the space above crosses any error bar or marker of the axes; centred on ``x`` unless that
+    runs over the axes' left or right edge, when it is aligned to end (or start) at ``x``.
+    Returns the Text artist."""
+    tries = [
+        (dx, ha, sign * 5, y, va)
+        for dx, ha in ((0, "center"), (3, "right"), (-3, "left"))
+        for sign, y, va in ((1, mean + err, "bottom"), (-1, mean - err, "top"))
+    ]
+    ann = fallback = None
+    for dx, ha, dy, y, va in tries:
         if ann is not None:
             ann.remove()
         ann = ax.annotate(
             text,
             (x, y),
             textcoords="offset points",
-            xytext=offset,
-            ha="center",
+            xytext=(dx, dy),
+            ha=ha,
             va=va,
             fontsize=LABEL_PT,
             color=color,
         )
-        if not crossed_bars(ax, ann):
-            break
-    return ann
+        inside = inside_axes(ax, ann)
+        if inside and fallback is None:
+            fallback = (dx, ha, dy, y, va)
+        if inside and not crossed_bars(ax, ann):
+            return ann
+    if fallback is None:  # nothing fits inside: the first choice
+        fallback = tries[0]
+    ann.remove()
+    dx, ha, dy, y, va = fallback
+    return ax.annotate(
+        text,
+        (x, y),
+        textcoords="offset points",
+        xytext=(dx, dy),
+        ha=ha,
+        va=va,
+        fontsize=LABEL_PT,
+        color=color,
+    )
+
+
+def inside_axes(ax, ann) -> bool:
+    """Whether ``ann``'s box lies within the axes' box (display coordinates)."""
+    renderer = ax.figure.canvas.get_renderer()
+    box, frame = ann.get_window_extent(renderer), ax.get_window_extent(renderer)
+    return box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0 and box.y1 <= frame.y1
 
 
 def crossed_bars(ax, ann) -> list:

@@ -10,6 +10,7 @@ from fer_core.report import assemble, load_runs
 from fer_core.report.cells import cell_stats
 from fer_core.report.plots import (
     crossed_bars,
+    inside_axes,
     is_log_scaled,
     place_clear_of_bars,
     sensitivity_figure,
@@ -106,6 +107,7 @@ def test_labels_clear_of_error_bars_and_readable_legend(tmp_path, make_run):
     assert len(labels) == 2
     for t in labels:
         assert not crossed_bars(ax, t), t.get_text()
+        assert inside_axes(ax, t), t.get_text()
         assert t.get_fontsize() >= 9
     assert all(t.get_fontsize() >= 9 for t in ax.get_legend().get_texts())
 
@@ -123,3 +125,20 @@ def test_label_moves_below_when_a_bar_crosses_above():
     assert ann.get_va() == "top" and not crossed_bars(ax, ann)
     free = place_clear_of_bars(ax, "best 40.00", 1.0, 40.0, 1.0, "C0")
     assert free.get_va() == "bottom" and not crossed_bars(ax, free)
+
+
+def test_label_at_the_right_edge_stays_inside_the_axes():
+    fig = Figure(figsize=(3, 3))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.errorbar([0.0, 0.5, 1.0], [40.0, 45.0, 50.0], yerr=[1.0, 1.0, 1.0], marker="o")
+    ax.set_xlim(-0.02, 1.02)  # the right-most point sits at the axes' edge
+    ax.set_ylim(30, 60)
+    fig.draw_without_rendering()
+    ann = place_clear_of_bars(ax, "best 50.00", 1.0, 50.0, 1.0, "C0")
+    assert inside_axes(ax, ann) and not crossed_bars(ax, ann)
+    assert ann.get_ha() == "right" and ann.get_va() == "bottom"
+    left = place_clear_of_bars(ax, "best 40.00", 0.0, 40.0, 1.0, "C0")
+    assert inside_axes(ax, left) and left.get_ha() == "left"
+    middle = place_clear_of_bars(ax, "best 45.00", 0.5, 45.0, 1.0, "C0")
+    assert middle.get_ha() == "center" and middle.get_va() == "bottom"
