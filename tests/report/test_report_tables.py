@@ -323,3 +323,20 @@ def test_sensitivity_baseline_is_tested_with_welch_and_holm(tmp_path, make_run):
     assert table.df["test/acc"][0].endswith(f"↑ {abs(-3.0 * (0.001 - 0.005)) * 100:.2f}")
     assert any("report.baseline" in n and "Welch" in n for n in table.notes)
     assert "n = 3 seeds per cell" in table.notes[0]
+
+
+def test_a_one_row_table_says_there_is_nothing_to_compare(tmp_path, make_run):
+    """A seed-variance study (003 Table VIII: one configuration, many seeds) has one row: its
+    notes say there is no baseline and no test, and its paper note promises no difference."""
+    study = {**ABLATION_STUDY, "ablation": {"baseline": "full", "rows": [{"name": "full", "set": {}}]},
+             "reference": {"source": "003 Table VIII", "metric": "test/acc",
+                           "values": {"rafdb": {"full": 92.15}}}}  # fmt: skip
+    rows = ablation_rows({"full": ABLATION_VALUES["full"]})
+    table = next(
+        t for t in _ablation(tmp_path, make_run, rows, study).tables if t.name == "ablation"
+    )
+    assert list(table.df["Row"]) == ["full"]
+    assert "one row: no baseline" in table.notes[0] and "Welch" not in table.notes[0]
+    assert not any("difference to the baseline" in n for n in table.notes), table.notes
+    many = next(t for t in _ablation(tmp_path / "b", make_run).tables if t.name == "ablation")
+    assert "Welch" in many.notes[0] and "difference to the baseline row" in many.notes[1]
