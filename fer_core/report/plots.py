@@ -199,43 +199,24 @@ def place_clear_of_bars(ax, text: str, x: float, mean: float, err: float, color:
     runs over the axes' left or right edge, when it is aligned to end (or start) at ``x``.
     Returns the Text artist."""
     tries = [
-        (dx, ha, sign * 5, y, va)
+        ((dx, sign * 5), ha, y, va)
         for dx, ha in ((0, "center"), (3, "right"), (-3, "left"))
         for sign, y, va in ((1, mean + err, "bottom"), (-1, mean - err, "top"))
     ]
-    ann = fallback = None
-    for dx, ha, dy, y, va in tries:
-        if ann is not None:
-            ann.remove()
-        ann = ax.annotate(
-            text,
-            (x, y),
-            textcoords="offset points",
-            xytext=(dx, dy),
-            ha=ha,
-            va=va,
-            fontsize=LABEL_PT,
-            color=color,
-        )
-        inside = inside_axes(ax, ann)
-        if inside and fallback is None:
-            fallback = (dx, ha, dy, y, va)
-        if inside and not crossed_bars(ax, ann):
-            return ann
-    if fallback is None:  # nothing fits inside: the first choice
-        fallback = tries[0]
-    ann.remove()
-    dx, ha, dy, y, va = fallback
-    return ax.annotate(
-        text,
-        (x, y),
-        textcoords="offset points",
-        xytext=(dx, dy),
-        ha=ha,
-        va=va,
-        fontsize=LABEL_PT,
-        color=color,
-    )
+
+    def put(offset, ha, y, va):
+        return ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, ha=ha,
+                           va=va, fontsize=LABEL_PT, color=color)  # fmt: skip
+
+    fallback = None  # the first try inside the axes: used when every try crosses a bar
+    for choice in tries:
+        ann = put(*choice)
+        if inside_axes(ax, ann):
+            if not crossed_bars(ax, ann):
+                return ann
+            fallback = fallback or choice
+        ann.remove()
+    return put(*(fallback or tries[0]))
 
 
 def inside_axes(ax, ann) -> bool:

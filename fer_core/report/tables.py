@@ -191,24 +191,19 @@ def ablation_table(runs: Sequence[RunData], cells: pd.DataFrame) -> Table:
             data[f"paper {dataset}"] = [_paper_text(values, k, base) for k in keys]
             bold[f"paper {dataset}"] = [False] * len(keys)
     single = len(keys) == 1  # one row (e.g. a seed-variance table): nothing to compare with
-    notes = (
-        [
-            f"Mean ± std (ddof=1) over seeds, {seeds_text(cells)}; one row: no baseline to compare "
-            "with, so no difference and no test."
-        ]
+    tests = (
+        "one row: no baseline to compare with, so no difference and no test."
         if single
-        else [
-            f"Mean ± std (ddof=1) over seeds, {seeds_text(cells)}; "
-            f"↑/↓: difference to the baseline row '{base}'. "
-            f"p: Welch's t-test against the baseline, Holm-corrected within each column; "
-            f"* and bold: p < {stats.ALPHA}."
-            + (
-                f" p(U): Mann-Whitney U (both groups ≥ {stats.MIN_SEEDS_MWU} seeds), Holm-corrected."
-                if any_mwu
-                else f" Mann-Whitney U is reported only where both groups have ≥ {stats.MIN_SEEDS_MWU} seeds."
-            )
-        ]
+        else f"↑/↓: difference to the baseline row '{base}'. "
+        f"p: Welch's t-test against the baseline, Holm-corrected within each column; "
+        f"* and bold: p < {stats.ALPHA}."
+        + (
+            f" p(U): Mann-Whitney U (both groups ≥ {stats.MIN_SEEDS_MWU} seeds), Holm-corrected."
+            if any_mwu
+            else f" Mann-Whitney U is reported only where both groups have ≥ {stats.MIN_SEEDS_MWU} seeds."
+        )
     )
+    notes = [f"Mean ± std (ddof=1) over seeds, {seeds_text(cells)}; " + tests]
     if ref_values:
         notes.append(
             f"paper: {ref.get('source') or 'the paper'} ({ref.get('metric') or 'same metric'}), "
