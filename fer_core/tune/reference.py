@@ -8,7 +8,8 @@ and as a row of ablation tables (``fer_core/report/collect.py`` reads it back).
 
 The configuration is the study's base (profile and ``-o`` applied) with ``report.reference.set``
 on top; a group choice in ``set`` (``method: ce``) drops the base's settings under that group
-(``method.*``), which belong to the replaced method.
+(``method.*``), which belong to the replaced method. A recipe choice (``recipe: supervised``)
+also drops the base's ``stages.*`` settings: they name the replaced recipe's stages.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 from fer_core.overrides import to_overrides
 
 DIRNAME = "reference"
+# settings that belong to a group's choice besides its own ``group.*`` keys
+OWNED_BY = {"recipe": ("stages",)}
 
 
 def reference_block(study: Any) -> dict[str, Any] | None:
@@ -37,7 +40,8 @@ def reference_settings(study: Any) -> dict[str, Any] | None:
     base = dict(study.get("base") if isinstance(study, dict) else study.base)
     changes = dict(ref.get("set") or {})
     groups = [k for k in changes if "." not in k]  # group choices: method, model, data, ...
-    kept = {k: v for k, v in base.items() if not any(k.startswith(f"{g}.") for g in groups)}
+    owned = tuple(f"{o}." for g in groups for o in (g, *OWNED_BY.get(g, ())))
+    kept = {k: v for k, v in base.items() if not k.startswith(owned)}
     return {**kept, **changes}
 
 

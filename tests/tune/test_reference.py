@@ -23,6 +23,19 @@ def test_reference_switches_the_method_and_drops_its_settings():
     assert ref.resolved["report"] is None and ref.resolved["base"] == settings
 
 
+def test_a_recipe_choice_drops_the_replaced_recipe_s_stage_settings():
+    """ssl_protocols' reference is CE from scratch (recipe: supervised): the base's and profile's
+    ``stages.pretrain.*`` keys name a stage the supervised recipe does not have."""
+    study = load_study("studies/ssl_protocols.yaml", "synth", [], check_knobs=False)
+    assert any(k.startswith("stages.") for k in study.base)
+    settings = reference_settings(study)
+    assert settings["recipe"] == "supervised"
+    assert not [k for k in settings if k.startswith(("stages.", "recipe."))]
+    assert settings["trainer.epochs"] == study.base["trainer.epochs"] == 10  # the same budget
+    assert settings["data.n_train"] == study.base["data.n_train"]
+    assert settings["model"] == study.base["model"]
+
+
 def test_no_reference_no_spec():
     study = load_study("studies/quickstart.yaml", "synth", [], check_knobs=False)
     assert reference_settings(study) is None

@@ -5,7 +5,7 @@ Every study runs one seed, one epoch per stage and a small SynthFER; each test c
 its table needs, what the stage cache holds after its run (hand-offs written by this run) and
 that the report shows the rows beside the paper's numbers:
 
-- ``ssl_protocols``: 24 rows (five self-supervised baselines and SimFLE x linear / semi 1 % / semi 10 % / fine-tune) on one seed, one epoch per stage, a small SynthFER; the four rows of a method share one cached pre-training (SimFLE's with FaceMAE at the rows' own synth size). The report's table holds every row and the paper's Table 1 numbers beside them.
+- ``ssl_protocols``: 24 rows (five self-supervised baselines and SimFLE x linear / semi 1 % / semi 10 % / fine-tune) on one seed, one epoch per stage, a small SynthFER; the four rows of a method share one cached pre-training (SimFLE's with FaceMAE at the rows' own synth size). The report's table holds every row, the paper's Table 1 numbers beside them and the CE-from-scratch reference row (its own run).
 - ``simfle_components``: Table 3's four rows (GFL only, semantic + direct, random + distil, SimFLE) on one seed, one pre-training step and one probe epoch each, on 32 SynthFER images; every row pre-trains its own backbone. The report's table holds every row and the paper's Table 3 numbers beside them.
 - ``mimic_components``: Six rows (supervised / MIM pre-training x CE / SCL / MSCL) on one seed, one epoch, a small SynthFER; the three MIM rows share one cached MAE stage. The report's table holds every row and the paper's Table II numbers beside them.
 - ``xl_components``: 003 Table IV's eight rows (MSR / CLFM / CLBS on and off) on one seed, one epoch, a small SynthFER: every module on and each one off train through the real trainer and Ray Tune; each row reports exactly its modules' losses; the report's table holds every row and the paper's numbers.
@@ -62,6 +62,9 @@ def test_ssl_protocols_runs_and_reports_table_1(tmp_path: Path, study_session: P
         assert row in text
     assert "41.64" in text and "45.11" in text  # the paper's AN-8 numbers beside the rows
     assert "44.01" in text and "52.61" in text  # SimFLE's own row of Table 1
+    assert "CE from scratch, all labels" in text  # report.reference: its own run, one row
+    ref = (run_dir / "reference" / "trials.csv").read_text().splitlines()
+    assert len(ref) == 2 and "TERMINATED" in ref[1], ref
 
 
 # --------------------------------------------------------------------------- simfle_components
