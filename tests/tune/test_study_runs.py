@@ -90,6 +90,7 @@ def test_simfle_components_runs_and_reports_table_3(tmp_path: Path, study_sessio
     for row in ROWS_SIMFLE_COMPONENTS:
         assert row in text
     assert "41.64" in text and "44.01" in text  # the paper's AffectNet-8 numbers beside the rows
+    assert "CE from scratch, all labels" in text  # report.reference, a row of its own run
 
 
 # --------------------------------------------------------------------------- mimic_components
