@@ -25,7 +25,9 @@ from fer_core.report.collect import (
     get_knob,
     metric_column,
     report_metrics,
+    run_of,
     same_value,
+    series_name,
     study_seeds,
 )
 from fer_core.report.design import (
@@ -72,7 +74,7 @@ def cell_stats(
                     keys.append(k)
         if kind == "sensitivity" and keys and all(_is_number(k) for k in keys):
             keys.sort(key=float)
-        for suffix, sub in _series(run, kind, trials, kcol):
+        for series, sub in _series(run, kind, trials, kcol):
             for metric in metrics or report_metrics(run.study):
                 mcol = metric_column(run.trials, metric, source)
                 for key in keys:
@@ -83,7 +85,7 @@ def cell_stats(
                     n_expected = max(len(seeds), len(sel))
                     records.append(
                         dict(
-                            run=run.label + suffix,
+                            run=series_name(run.label, series),
                             profile=run.profile,
                             dataset=run.dataset,
                             metric=metric,
@@ -108,7 +110,8 @@ def _series(
     run: RunData, kind: str, trials: pd.DataFrame, kcol: str | None
 ) -> list[tuple[str, pd.DataFrame]]:
     """Split a sensitivity run by the other searched knobs (a 2-D grid such as lr x warm-up
-    gives one line per warm-up value): ``[(label suffix, trials of that series)]``.
+    gives one line per warm-up value): ``[(series label, trials of that series)]`` (``""``: one
+    series, the whole run).
 
     Expected values come from the other knobs' grids, so a series without any finished trial
     still appears (as pending); conditional knobs (``when``) that a trial lacks show as ``–``.
@@ -147,7 +150,7 @@ def _series(
             for row in trials[cols].itertuples(index=False)
         ]
         label = ", ".join(f"{p.rsplit('.', 1)[-1]}={v}" for p, v in zip(others, combo))
-        out.append((f" · {label}", trials[mask]))
+        out.append((label, trials[mask]))
     return out
 
 
@@ -194,7 +197,7 @@ def _add_comparisons(df: pd.DataFrame, runs: Sequence[RunData], kind: str) -> pd
     df = df.reset_index(drop=True)
     out = {i: None for i in df.index}
     for (run, _metric), grp in df.groupby(["run", "metric"], sort=False):
-        b = base.get(run.split(" · ")[0])
+        b = base.get(run_of(run, base))
         bkey = next((str(k) for k in grp["key"] if b is not None and same_value(k, b)), None)
         groups = {str(k): v for k, v in zip(grp["key"], grp["values"])}
         comp = stats.compare_column(groups, bkey) if bkey is not None else {}

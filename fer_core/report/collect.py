@@ -71,6 +71,22 @@ def study_seeds(study: dict) -> list[Any]:
     return list(seeds or [0])
 
 
+SERIES_SEP = " · "  # a run's label, then one of its series (a 2-D grid's other knob values)
+
+
+def series_name(run_label: str, series: str) -> str:
+    """The name of one line of a run: ``run · series``, or either alone when the other is empty
+    (a curated report's one run has no label: its lines read ``warmup_epochs=0``)."""
+    return SERIES_SEP.join(p for p in (run_label, series) if p)
+
+
+def run_of(name: str, run_labels: Iterable[str]) -> str:
+    """The run label among ``run_labels`` that the series ``name`` belongs to (the longest that
+    names it; the one unlabelled run's label ``""`` matches every name)."""
+    hits = [r for r in run_labels if not r or name == r or name.startswith(r + SERIES_SEP)]
+    return max(hits, key=len, default=name)
+
+
 def same_value(a: Any, b: Any) -> bool:
     """Equality that treats numbers written differently (``0.001`` / ``"1e-3"``) as equal."""
     fa, fb = _as_float(a), _as_float(b)

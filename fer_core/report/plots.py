@@ -25,7 +25,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from fer_core.report.collect import RunData, get_knob, same_value  # noqa: E402
+from fer_core.report.collect import RunData, get_knob, run_of, same_value  # noqa: E402
 from fer_core.report.design import optimum_of, sensitivity_x, space_entry  # noqa: E402
 from fer_core.report.reference import draw_reference  # noqa: E402
 from fer_core.report.tables import (  # noqa: E402
@@ -126,6 +126,7 @@ def sensitivity_figure(
     labels: list[tuple] = []  # (ax, text, x, mean, std, errorbar container): placed last
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     ref = study.get("reference") or {}
+    labels_of_runs = [r.label for r in runs]
     for ax, metric in zip(axes, metrics):
         f = scale(metric)
         colors: dict[str, str] = {}  # dataset -> colour of our line, reused for the paper's
@@ -151,7 +152,7 @@ def sensitivity_figure(
                 label=f"ours: {run_label}" if run_label else "ours",
             )
             colors.setdefault(str(grp["dataset"].iloc[0]), line[0].get_color())
-            run_colors.setdefault(run_label.split(" · ")[0], line[0].get_color())
+            run_colors.setdefault(run_of(run_label, labels_of_runs), line[0].get_color())
             best = best_key(grp, metric, study)
             if len(series) > 3 and overall != (run_label, best):
                 best = None  # many lines: annotate only the overall best
@@ -177,7 +178,7 @@ def sensitivity_figure(
         ax.set_ylabel(metric + (" (%)" if f == 100.0 else ""))
         ax.margins(y=0.2)  # room for the "best" annotation above or below the error bars
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=LEGEND_PT)
+    figure_legend(fig, axes)
     title = f"{study.get('name', 'study')}: {x}"
     if study.get("paper"):
         title += f" (cf. {study['paper']})"
@@ -191,6 +192,21 @@ def sensitivity_figure(
         f"({seeds_text(cells)}); 'best' labels the best mean. In the table, " + ties_note(cells)
     )
     return fig, caption
+
+
+def figure_legend(fig: Figure, axes: Sequence[Any]) -> None:
+    """One legend for the whole figure, below the axes (constrained layout makes room), so it
+    never covers a line, band or error bar: the union of the axes' entries, each label once, as
+    many columns as panels (one column under a single panel)."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        ncols = min(len(entries), len(axes))
+        fig.set_figheight(fig.get_figheight() + 0.25 * math.ceil(len(entries) / ncols))
+        fig.legend(list(entries.values()), list(entries), loc="outside lower center",
+                   ncols=ncols, fontsize=LEGEND_PT)  # fmt: skip
 
 
 def place_clear_of_bars(ax, text: str, x: float, mean: float, err: float, color: str):

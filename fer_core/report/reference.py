@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from fer_core.report import stats
-from fer_core.report.collect import DONE, RunData, get_knob, metric_column
+from fer_core.report.collect import DONE, RunData, get_knob, metric_column, run_of
 from fer_core.report.tables import Table, col_title, value_text
 
 
@@ -61,7 +61,8 @@ def add_reference_row(table: Table, cells: pd.DataFrame, ref: pd.DataFrame) -> T
     for run_label in runs_seen:
         for metric in metrics:
             title = col_title(run_label, metric, len(runs_seen) > 1, len(metrics) > 1)
-            hit = ref[(ref["run"] == run_label.split(" · ")[0]) & (ref["metric"] == metric)]
+            own = run_of(run_label, set(ref["run"]))
+            hit = ref[(ref["run"] == own) & (ref["metric"] == metric)]
             if title in row and not hit.empty:
                 row[title] = value_text(hit.iloc[0].to_dict())
     df = pd.concat([table.df, pd.DataFrame([row])], ignore_index=True)

@@ -109,7 +109,14 @@ def test_labels_clear_of_error_bars_and_readable_legend(tmp_path, make_run):
         assert not crossed_bars(ax, t), t.get_text()
         assert inside_axes(ax, t), t.get_text()
         assert t.get_fontsize() >= 9
-    assert all(t.get_fontsize() >= 9 for t in ax.get_legend().get_texts())
+    (legend,) = fig.legends  # one legend for the figure, below the axes: it covers no data
+    assert ax.get_legend() is None
+    assert all(t.get_fontsize() >= 9 for t in legend.get_texts())
+    box, frame = legend.get_window_extent(), ax.get_window_extent()
+    assert box.y1 <= frame.y0, (box, frame)  # under the axes, not over them
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert "ours: synthfer" in texts and "ours: rafdb" in texts
+    assert any(s.startswith("paper: rafdb") for s in texts), texts
 
 
 def test_label_moves_below_when_a_bar_crosses_above():

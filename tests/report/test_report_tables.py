@@ -18,7 +18,8 @@ from report_fixtures import (
 )
 from scipy import stats as sps
 
-from fer_core.report import assemble, load_runs
+from fer_core.report import assemble, load_run, load_runs
+from fer_core.report.collect import run_of, series_name
 from fer_core.report.design import ablation_rows as study_rows
 from fer_core.report.render import to_latex, to_markdown
 from fer_core.report.stats import holm
@@ -281,6 +282,50 @@ def test_two_dimensional_grid_gives_one_series_per_other_value(tmp_path, make_ru
     ]
     assert any("optimum" in n and "0.01" in n for n in table.notes)
     assert "paper's optimum 0.01" in report.plots[0].svg.decode()
+
+
+def test_an_unlabelled_run_s_series_are_named_by_their_values_alone(tmp_path, make_run):
+    """A curated report's one run has no label: its 2-D grid's lines read ``warmup_epochs=0``,
+    not `` · warmup_epochs=0``, and each is still tested against ``report.baseline``."""
+    study = {
+        **SENS_STUDY,
+        "space": {
+            "method.uniform.tau": {"grid": [0.001, 0.01]},
+            "sched.warmup_epochs": {"grid": [0, 1]},
+        },
+        "report": {**SENS_STUDY["report"], "baseline": 0.001},
+    }
+    rows = [
+        {
+            "config_id": c,
+            "seed": s,
+            "status": "TERMINATED",
+            "param.method.uniform.tau": t,
+            "param.sched.warmup_epochs": w,
+            "best.test/acc": 0.5 + 0.1 * w + 10 * t + 0.003 * s,
+        }
+        for c, (t, w) in enumerate([(0.001, 0), (0.001, 1), (0.01, 0), (0.01, 1)])
+        for s in (0, 1, 2)
+    ]
+    run = load_run(make_run(tmp_path / "runs", study, "synth", "synthfer", rows))
+    assert run.label == ""
+    report = assemble([run])
+    assert sorted(set(report.stats["run"])) == ["warmup_epochs=0", "warmup_epochs=1"]
+    tested = report.stats[report.stats["key"] == 0.01]
+    assert tested["p_welch"].notna().all()  # run_of() finds the unlabelled run's baseline
+    table = next(t for t in report.tables if t.name == "sensitivity")
+    assert {"warmup_epochs=0", "warmup_epochs=1 p"} <= set(table.df.columns)
+    svg = report.plots[0].svg.decode()
+    assert "ours: warmup_epochs=0" in svg and "ours:  ·" not in svg
+
+
+def test_series_names_and_their_runs():
+    assert series_name("synthfer", "warmup_epochs=0") == "synthfer · warmup_epochs=0"
+    assert series_name("", "warmup_epochs=0") == "warmup_epochs=0"
+    assert series_name("synthfer", "") == "synthfer"
+    assert run_of("warmup_epochs=0", [""]) == ""
+    assert run_of("rafdb · lr=0.1", ["raf", "rafdb"]) == "rafdb"
+    assert run_of("rafdb (paper) · w=1", ["rafdb (synth)", "rafdb (paper)"]) == "rafdb (paper)"
 
 
 @pytest.mark.parametrize("design", ["one_factor", "factorial"])
