@@ -244,31 +244,38 @@ def test_latex_escapes_names():
     assert "$L_{u}$ & a\\_b" in tex and r"\checkmark & \textbf{x}" in tex
 
 
-def test_two_dimensional_grid_gives_one_series_per_other_value(tmp_path, make_run):
-    study = {
-        **SENS_STUDY,
-        "space": {
-            "method.uniform.tau": {"grid": [0.001, 0.01]},
-            "sched.warmup_epochs": {"grid": [0, 1]},
-        },
-        "reference": {
-            "metric": "test/acc",
-            "values": {"synthfer": 90.0},
-            "optimum": {"value": {"method.uniform.tau": 0.01}, "note": "best"},
-        },
-    }
-    rows = [
+GRID_2D = {"method.uniform.tau": {"grid": [0.001, 0.01]}, "sched.warmup_epochs": {"grid": [0, 1]}}
+
+
+def grid_2d_rows(configs: list[tuple], seeds: tuple, acc) -> list[dict]:
+    """Finished trials of a tau x warm-up grid: ``acc(tau, warmup, seed)`` as test/acc."""
+    return [
         {
             "config_id": c,
             "seed": s,
             "status": "TERMINATED",
             "param.method.uniform.tau": t,
             "param.sched.warmup_epochs": w,
-            "best.test/acc": 0.5 + 0.1 * w + t + 0.001 * s,
+            "best.test/acc": acc(t, w, s),
         }
-        for c, (t, w) in enumerate([(0.001, 0), (0.001, 1), (0.01, 0)])
-        for s in (0, 1)
-    ]  # (0.01, 1) never ran
+        for c, (t, w) in enumerate(configs)
+        for s in seeds
+    ]
+
+
+def test_two_dimensional_grid_gives_one_series_per_other_value(tmp_path, make_run):
+    study = {
+        **SENS_STUDY,
+        "space": GRID_2D,
+        "reference": {
+            "metric": "test/acc",
+            "values": {"synthfer": 90.0},
+            "optimum": {"value": {"method.uniform.tau": 0.01}, "note": "best"},
+        },
+    }
+    # (0.01, 1) never ran
+    rows = grid_2d_rows([(0.001, 0), (0.001, 1), (0.01, 0)], (0, 1),
+                        lambda t, w, s: 0.5 + 0.1 * w + t + 0.001 * s)  # fmt: skip
     report = assemble(load_runs([make_run(tmp_path / "runs", study, "synth", "synthfer", rows)]))
     cells = report.stats.set_index(["run", "key"])
     assert cells.loc[("synthfer · warmup_epochs=1", 0.001), "mean"] == pytest.approx(0.6015)
@@ -287,26 +294,9 @@ def test_two_dimensional_grid_gives_one_series_per_other_value(tmp_path, make_ru
 def test_an_unlabelled_run_s_series_are_named_by_their_values_alone(tmp_path, make_run):
     """A curated report's one run has no label: its 2-D grid's lines read ``warmup_epochs=0``,
     not `` · warmup_epochs=0``, and each is still tested against ``report.baseline``."""
-    study = {
-        **SENS_STUDY,
-        "space": {
-            "method.uniform.tau": {"grid": [0.001, 0.01]},
-            "sched.warmup_epochs": {"grid": [0, 1]},
-        },
-        "report": {**SENS_STUDY["report"], "baseline": 0.001},
-    }
-    rows = [
-        {
-            "config_id": c,
-            "seed": s,
-            "status": "TERMINATED",
-            "param.method.uniform.tau": t,
-            "param.sched.warmup_epochs": w,
-            "best.test/acc": 0.5 + 0.1 * w + 10 * t + 0.003 * s,
-        }
-        for c, (t, w) in enumerate([(0.001, 0), (0.001, 1), (0.01, 0), (0.01, 1)])
-        for s in (0, 1, 2)
-    ]
+    study = {**SENS_STUDY, "space": GRID_2D, "report": {**SENS_STUDY["report"], "baseline": 0.001}}
+    rows = grid_2d_rows([(0.001, 0), (0.001, 1), (0.01, 0), (0.01, 1)], (0, 1, 2),
+                        lambda t, w, s: 0.5 + 0.1 * w + 10 * t + 0.003 * s)  # fmt: skip
     run = load_run(make_run(tmp_path / "runs", study, "synth", "synthfer", rows))
     assert run.label == ""
     report = assemble([run])
