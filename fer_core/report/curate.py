@@ -57,16 +57,22 @@ def git_commit(repo: Path) -> str:
 
 
 def machine() -> str:
-    """One line: CPU count, platform, Python and torch versions (torch read from its metadata)."""
+    """One line: CPU count, model and the SIMD level torch dispatches to (CPU numbers can differ
+    between machines that differ in it), platform, Python and torch versions."""
     from importlib.metadata import PackageNotFoundError, version
+
+    from fer_core.tune.manifest import cpu_model
 
     try:
         torch_version = version("torch")
-    except PackageNotFoundError:
-        torch_version = "absent"
+        import torch
+
+        capability = f", {torch.backends.cpu.get_cpu_capability()}"
+    except (PackageNotFoundError, ImportError):
+        torch_version, capability = "absent", ""
     return (
-        f"{os.cpu_count()} CPUs, {platform.machine()} {platform.system()}, "
-        f"Python {platform.python_version()}, torch {torch_version}"
+        f"{os.cpu_count()} CPUs ({cpu_model()}{capability}), {platform.machine()} "
+        f"{platform.system()}, Python {platform.python_version()}, torch {torch_version}"
     )
 
 
@@ -135,6 +141,11 @@ def write_index(out_root: Path) -> Path:
         "`study.yaml` and `manifest.json`, the report (`report.md`, `tables/*.csv`,",
         "`plots/*.png`) and `MEASURED.json`; `tests/report/test_curated_reports.py` rebuilds every",
         "table from `trials.csv` and compares.",
+        "",
+        "A rerun on the same machine repeats a report to the digit (ssl_protocols' 72 trials, twice).",
+        "The self-supervised studies measured on 2026-12-02 and rerun on 2026-12-03 with the same",
+        "training code differed by up to 4.4 points of test accuracy per trial, so newer records",
+        "name the CPU model and the SIMD level torch's kernels dispatch to in `machine`.",
         "",
         "| study | trials done | measured (UTC) | commit | machine | run wall (s) |",
         "|---|---|---|---|---|---|",

@@ -48,15 +48,31 @@ def versions() -> dict[str, str | None]:
     return out
 
 
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name (``cpuinfo`` on Linux, else ``platform.processor()``)."""
+    try:
+        for line in cpuinfo.read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def hardware() -> dict[str, Any]:
+    """The machine a run ran on. ``cpu_capability`` is the SIMD level torch's CPU kernels
+    dispatch to (e.g. AVX2, AVX512): float results, and so a CPU run's numbers, can differ
+    between machines that differ in it."""
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "cpu_model": cpu_model(),
         "hostname": platform.node(),
     }
     try:
         import torch
 
+        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         info["cuda"] = torch.cuda.is_available()
         if info["cuda"]:
             info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 
 from report_fixtures import SENS_STUDY, sensitivity_rows
 
 from fer_core.report import assemble, load_run
-from fer_core.report.curate import curate, main, write_index
+from fer_core.report.curate import curate, machine, main, write_index
 from fer_core.report.render import to_csv
 
 
@@ -67,3 +68,12 @@ def test_a_run_that_did_not_start_leaves_the_curated_report_alone(tmp_path, make
     monkeypatch.setattr(curate_mod, "run_study", started_then_failed)
     rc = main(["--study", "sens_demo", "--studies", "studies", "--runs-root", "runs"])
     assert rc == 1 and (tmp_path / "reports" / "sens_demo" / "report.md").is_file()
+
+
+def test_machine_line_names_the_cpu_and_torch_s_simd_level():
+    import torch
+
+    line = machine()
+    assert f", {torch.backends.cpu.get_cpu_capability()})" in line
+    assert line.startswith(f"{os.cpu_count()} CPUs (")
+    assert f"torch {torch.__version__.split('+')[0]}" in line  # the wheel's version, no local tag
