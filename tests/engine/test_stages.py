@@ -52,6 +52,22 @@ def test_stage_key_ignores_bookkeeping():
     assert stages_mod.stage_key(st, "") != stages_mod.stage_key(changed, "")
 
 
+def test_stage_key_changes_with_the_threads_it_trains_with(monkeypatch):
+    """A CPU stage's floats depend on its thread count (reduction order): an entry built with 2
+    threads is not a 1-thread run's result. ``trainer.threads`` unset means torch's current count."""
+    ((_, st),) = stage_configs(compose(["trainer.epochs=1"]))
+    assert st["trainer"]["threads"] is None
+
+    def with_threads(n):
+        return {**st, "trainer": {**st["trainer"], "threads": n}}
+
+    monkeypatch.setattr(stages_mod.torch, "get_num_threads", lambda: 2)
+    assert stages_mod.stage_key(st, "") == stages_mod.stage_key(with_threads(2), "")
+    assert stages_mod.stage_key(st, "") != stages_mod.stage_key(with_threads(1), "")
+    monkeypatch.setattr(stages_mod.torch, "get_num_threads", lambda: 1)
+    assert stages_mod.stage_key(st, "") == stages_mod.stage_key(with_threads(1), "")
+
+
 def test_stage_key_changes_with_the_code_that_trains_the_stage(tmp_path, monkeypatch):
     """An entry built by other code (a fix since) is not this code's result: the key hashes
     fer_core's .py and .yaml files, so editing one gives every stage a new key."""
