@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import platform
 import shutil
 import subprocess
@@ -57,22 +56,16 @@ def git_commit(repo: Path) -> str:
 
 
 def machine() -> str:
-    """One line: CPU count, model and the SIMD level torch dispatches to (CPU numbers can differ
-    between machines that differ in it), platform, Python and torch versions."""
-    from importlib.metadata import PackageNotFoundError, version
+    """One line from the run manifest's own ``hardware()`` and ``versions()``: CPU count, model
+    and the SIMD level torch dispatches to (CPU numbers can differ between machines that differ
+    in it), platform, Python and torch versions."""
+    from fer_core.tune.manifest import hardware, versions
 
-    from fer_core.tune.manifest import cpu_model
-
-    try:
-        torch_version = version("torch")
-        import torch
-
-        capability = f", {torch.backends.cpu.get_cpu_capability()}"
-    except (PackageNotFoundError, ImportError):
-        torch_version, capability = "absent", ""
+    hw, v = hardware(), versions()
+    cpu = ", ".join(str(x) for x in (hw["cpu_model"], hw.get("cpu_capability")) if x)
     return (
-        f"{os.cpu_count()} CPUs ({cpu_model()}{capability}), {platform.machine()} "
-        f"{platform.system()}, Python {platform.python_version()}, torch {torch_version}"
+        f"{hw['cpus']} CPUs ({cpu}), {platform.machine()} {platform.system()}, "
+        f"Python {v['python']}, torch {v.get('torch') or 'absent'}"
     )
 
 
@@ -142,10 +135,9 @@ def write_index(out_root: Path) -> Path:
         "`plots/*.png`) and `MEASURED.json`; `tests/report/test_curated_reports.py` rebuilds every",
         "table from `trials.csv` and compares.",
         "",
-        "A rerun on the same machine repeats a report to the digit (ssl_protocols' 72 trials, twice).",
-        "The self-supervised studies measured on 2026-12-02 and rerun on 2026-12-03 with the same",
-        "training code differed by up to 4.4 points of test accuracy per trial, so newer records",
-        "name the CPU model and the SIMD level torch's kernels dispatch to in `machine`.",
+        "A rerun on the same machine repeats a report to the digit; CPU numbers can differ between",
+        "machines (thread count, the SIMD level torch's kernels dispatch to), so `machine` names the",
+        "CPU model and that level (records made before it was added name neither).",
         "",
         "| study | trials done | measured (UTC) | commit | machine | run wall (s) |",
         "|---|---|---|---|---|---|",

@@ -59,9 +59,9 @@ def add_reference_row(table: Table, cells: pd.DataFrame, ref: pd.DataFrame) -> T
     metrics = list(dict.fromkeys(cells["metric"]))
     row = {c: "" if c != table.df.columns[0] else ref["key"].iloc[0] for c in table.df.columns}
     for run_label in runs_seen:
+        own = run_of(run_label, set(ref["run"]))  # the run a series (a 2-D grid's line) is of
         for metric in metrics:
             title = col_title(run_label, metric, len(runs_seen) > 1, len(metrics) > 1)
-            own = run_of(run_label, set(ref["run"]))
             hit = ref[(ref["run"] == own) & (ref["metric"] == metric)]
             if title in row and not hit.empty:
                 row[title] = value_text(hit.iloc[0].to_dict())
